@@ -66,13 +66,17 @@ pub enum RecordKind {
     TransitKey = 7,
     /// Rotation schedule and journal state.
     RotationState = 8,
-    /// Audit device keys (HMAC and signing).
+    /// Audit device keys (HMAC and signing) and chain heads.
     AuditKey = 9,
+    /// The index from a token to the tokens it created.
+    TokenChild = 10,
+    /// A KV v2 mount's configuration.
+    KvConfig = 11,
 }
 
 impl RecordKind {
     /// Every kind, in tag order.
-    pub const ALL: [RecordKind; 9] = [
+    pub const ALL: [RecordKind; 11] = [
         RecordKind::SecretMetadata,
         RecordKind::SecretVersion,
         RecordKind::Mount,
@@ -82,6 +86,8 @@ impl RecordKind {
         RecordKind::TransitKey,
         RecordKind::RotationState,
         RecordKind::AuditKey,
+        RecordKind::TokenChild,
+        RecordKind::KvConfig,
     ];
 
     fn from_tag(tag: u8) -> Option<Self> {

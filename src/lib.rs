@@ -49,8 +49,21 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod api;
+pub mod audit;
 pub mod barrier;
+pub mod config;
 pub mod crypto;
+pub mod dev;
+pub mod duration;
+pub mod harden;
 pub mod keyring;
+pub mod kv;
+pub mod limits;
+pub mod mount;
+pub mod policy;
 pub mod seal;
+pub mod server;
 pub mod storage;
+pub mod token;
+pub mod vault;

@@ -102,11 +102,14 @@ pub struct InitOptions {
     pub secret_threshold: u8,
 }
 
-/// What `init` returns: the unseal shares, shown once and never stored. Empty for a key file
-/// seal, whose key is in the file.
+/// What `init` returns: the unseal shares, shown once and never stored (empty for a key file
+/// seal, whose key is in the file), and the unseal key itself, so the caller can unseal once
+/// to finish setting up and then drop it.
 pub struct InitOutput {
     /// The unseal shares.
     pub shares: Vec<UnsealShare>,
+    /// The unseal key. Zeroized on drop; never return it to a client.
+    pub unseal_key: SecretKey,
 }
 
 /// The seal state as `sys/seal-status` reports it.
@@ -320,7 +323,7 @@ impl Seal {
             threshold = config.secret_threshold,
             "vault initialised"
         );
-        Ok(InitOutput { shares })
+        Ok(InitOutput { shares, unseal_key })
     }
 
     /// Adds one unseal share. When the threshold is reached the shares are combined and, if
@@ -410,7 +413,8 @@ impl Seal {
         tracing::info!("vault sealed");
     }
 
-    fn unseal_with(&self, unseal_key: &SecretKey) -> Result<(), SealError> {
+    /// Unseals with the unseal key itself (right after init, to finish setting up).
+    pub fn unseal_with(&self, unseal_key: &SecretKey) -> Result<(), SealError> {
         let storage = Arc::clone(self.barrier.storage());
         let record = storage
             .get(ROOT_KEY_KEY)?

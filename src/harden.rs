@@ -1,0 +1,24 @@
+//! Process hardening at start: no core dumps, not ptrace-attachable by other users, and no
+//! running as root unless configured.
+
+/// Turns off core dumps (`RLIMIT_CORE` 0) and marks the process not dumpable, so neither a
+/// crash nor another process of the same user can read key material out of its memory.
+pub fn no_core_dumps() -> Result<(), String> {
+    use rustix::process::{DumpableBehavior, Resource, Rlimit, set_dumpable_behavior, setrlimit};
+
+    setrlimit(
+        Resource::Core,
+        Rlimit {
+            current: Some(0),
+            maximum: Some(0),
+        },
+    )
+    .map_err(|e| format!("cannot disable core dumps: {e}"))?;
+    set_dumpable_behavior(DumpableBehavior::NotDumpable)
+        .map_err(|e| format!("cannot mark the process not dumpable: {e}"))
+}
+
+/// Whether the process runs as root.
+pub fn running_as_root() -> bool {
+    rustix::process::geteuid().is_root()
+}

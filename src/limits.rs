@@ -1,0 +1,121 @@
+//! Token-bucket rate limits per client address and per token accessor, with bounded memory.
+
+use std::hash::Hash;
+use std::num::NonZeroU32;
+use std::sync::{Arc, RwLock};
+
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+
+type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
+
+/// The outcome of a check that passed, for the `X-RateLimit-*` headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allowed {
+    /// The burst size.
+    pub limit: u32,
+    /// Requests left in the burst.
+    pub remaining: u32,
+}
+
+/// The outcome of a check that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused {
+    /// The burst size.
+    pub limit: u32,
+    /// Whole seconds until a request would pass.
+    pub retry_after: u64,
+}
+
+/// A keyed token-bucket limiter that tracks at most `max_keys` keys.
+pub struct Limiter<K: Hash + Eq + Clone> {
+    inner: RwLock<Arc<Keyed<K>>>,
+    quota: Quota,
+    burst: u32,
+    max_keys: usize,
+    clock: DefaultClock,
+}
+
+impl<K: Hash + Eq + Clone> Limiter<K> {
+    /// `per_second` sustained, `burst` at once, for each of up to `max_keys` keys.
+    pub fn new(per_second: u32, burst: u32, max_keys: usize) -> Self {
+        let per_second = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
+        let burst_nz = NonZeroU32::new(burst).unwrap_or(per_second);
+        let quota = Quota::per_second(per_second).allow_burst(burst_nz);
+        Limiter {
+            inner: RwLock::new(Arc::new(Self::make(quota))),
+            quota,
+            burst: burst_nz.get(),
+            max_keys: max_keys.max(1),
+            clock: DefaultClock::default(),
+        }
+    }
+
+    fn make(quota: Quota) -> Keyed<K> {
+        RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>()
+    }
+
+    /// Takes one request from `key`'s bucket.
+    pub fn check(&self, key: &K) -> Result<Allowed, Refused> {
+        let limiter = Arc::clone(&self.inner.read().unwrap_or_else(|p| p.into_inner()));
+        if limiter.len() >= self.max_keys {
+            limiter.retain_recent();
+            if limiter.len() >= self.max_keys {
+                // Still full of active keys: start over rather than grow without bound. A
+                // flood of new addresses can reset buckets this way, never exhaust memory.
+                tracing::warn!(
+                    tracked = limiter.len(),
+                    "rate limiter full; resetting its buckets"
+                );
+                *self.inner.write().unwrap_or_else(|p| p.into_inner()) =
+                    Arc::new(Self::make(self.quota));
+            }
+        }
+        match limiter.check_key(key) {
+            Ok(state) => Ok(Allowed {
+                limit: self.burst,
+                remaining: state.remaining_burst_capacity(),
+            }),
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(self.clock.now());
+                Err(Refused {
+                    limit: self.burst,
+                    retry_after: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+                })
+            }
+        }
+    }
+
+    /// Keys tracked now.
+    pub fn tracked(&self) -> usize {
+        self.inner.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bursts_then_refuses_with_a_retry_time() {
+        let limiter = Limiter::new(1, 3, 10);
+        for remaining in [2, 1, 0] {
+            assert_eq!(limiter.check(&"a").unwrap().remaining, remaining);
+        }
+        let refused = limiter.check(&"a").unwrap_err();
+        assert!(refused.retry_after >= 1);
+        // Another key has its own bucket.
+        assert!(limiter.check(&"b").is_ok());
+    }
+
+    #[test]
+    fn memory_stays_bounded() {
+        let limiter = Limiter::new(1, 1, 1000);
+        for key in 0..100_000u32 {
+            let _ = limiter.check(&key);
+        }
+        assert!(limiter.tracked() <= 1000);
+    }
+}

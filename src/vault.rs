@@ -1,0 +1,462 @@
+//! The vault: the sealed core, the engines and the audit log behind one request pipeline.
+//!
+//! ```text
+//! route → sealed? → authenticate → audit the request → rate limit (accessor) → authorize
+//!       → spend a use → engine → audit the response → reply
+//! ```
+//!
+//! A change is applied only after its request entry is durable in the audit log, and nothing
+//! is returned before the response entry is; if either cannot be written the request fails
+//! with 500 `audit log unavailable`.
+
+mod routes;
+mod sys;
+mod tokens;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde_json::{Map, Value, json};
+
+pub use self::routes::Route;
+use crate::api::{ApiError, Operation, Request, Response};
+use crate::audit::{AuditBroker, auth_section};
+use crate::barrier::Barrier;
+use crate::config::{AuditDevice, Limits};
+use crate::keyring::KeyringConfig;
+use crate::kv::KvEngine;
+use crate::limits::{Allowed, Limiter};
+use crate::mount::{EngineType, MountTable};
+use crate::policy::PolicyStore;
+use crate::seal::{Seal, SealMechanism};
+use crate::storage::Storage;
+use crate::token::{Token, TokenStore};
+
+/// What the vault needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct VaultOptions {
+    /// How the unseal key is kept.
+    pub seal: SealMechanism,
+    /// AEAD and wear limit.
+    pub keyring: KeyringConfig,
+    /// Audit devices declared in the configuration.
+    pub audit: Vec<AuditDevice>,
+    /// Request limits.
+    pub limits: Limits,
+    /// Accept `sys/init` from any address.
+    pub allow_init_from_any_address: bool,
+}
+
+/// The vault.
+pub struct Vault {
+    options: VaultOptions,
+    seal: Seal,
+    barrier: Arc<Barrier>,
+    tokens: TokenStore,
+    policies: PolicyStore,
+    mounts: MountTable,
+    kv: KvEngine,
+    audit: AuditBroker,
+    per_token: Limiter<String>,
+}
+
+/// The outcome of a request, with what the HTTP layer needs besides the body.
+pub struct Outcome {
+    /// The answer.
+    pub result: Result<Response, ApiError>,
+    /// Rate-limit state of the caller's token, when one was checked.
+    pub rate: Option<Allowed>,
+}
+
+impl Vault {
+    /// A sealed vault over `storage`.
+    pub fn new(storage: Arc<dyn Storage>, options: VaultOptions) -> Vault {
+        let barrier = Arc::new(Barrier::new(storage));
+        let limits = &options.limits;
+        Vault {
+            seal: Seal::new(Arc::clone(&barrier), options.seal.clone(), options.keyring),
+            tokens: TokenStore::new(Arc::clone(&barrier)),
+            policies: PolicyStore::new(Arc::clone(&barrier)),
+            mounts: MountTable::new(Arc::clone(&barrier)),
+            kv: KvEngine::new(Arc::clone(&barrier)),
+            audit: AuditBroker::new(limits.audit_timeout),
+            per_token: Limiter::new(
+                limits.requests_per_second_per_token,
+                limits.burst_per_token,
+                limits.max_tracked_clients,
+            ),
+            barrier,
+            options,
+        }
+    }
+
+    /// The seal state machine.
+    pub fn seal(&self) -> &Seal {
+        &self.seal
+    }
+
+    /// The barrier.
+    pub fn barrier(&self) -> &Arc<Barrier> {
+        &self.barrier
+    }
+
+    /// The audit broker.
+    pub fn audit(&self) -> &AuditBroker {
+        &self.audit
+    }
+
+    /// Whether the vault is sealed.
+    pub fn is_sealed(&self) -> bool {
+        self.barrier.is_sealed()
+    }
+
+    /// Initialises the vault and sets it up (root token, `default` policy, `secret/` KV
+    /// mount). Returns the unseal shares (empty for a key file seal) and the root token. A
+    /// Shamir vault is left sealed; a key file vault is left unsealed.
+    pub fn initialize(
+        &self,
+        shares: u8,
+        threshold: u8,
+    ) -> Result<
+        (
+            Vec<crate::crypto::shamir::UnsealShare>,
+            zeroize::Zeroizing<String>,
+        ),
+        ApiError,
+    > {
+        let now = SystemTime::now();
+        let init = self.seal.init(
+            crate::seal::InitOptions {
+                secret_shares: shares,
+                secret_threshold: threshold,
+            },
+            now,
+        )?;
+        self.seal.unseal_with(&init.unseal_key)?;
+        let setup = || -> Result<zeroize::Zeroizing<String>, ApiError> {
+            self.policies.ensure_default()?;
+            self.mounts
+                .mount("secret/", EngineType::Kv, "key/value secret storage", now)?;
+            let (root, _) = self.tokens.create_root(now)?;
+            Ok(root)
+        };
+        let root = match setup() {
+            Ok(root) => root,
+            Err(e) => {
+                self.seal.seal();
+                return Err(e);
+            }
+        };
+        if matches!(self.options.seal, SealMechanism::Shamir) {
+            self.seal.seal();
+        } else {
+            self.after_unseal()?;
+        }
+        Ok((init.shares, root))
+    }
+
+    /// Brings up what lives behind the barrier after an unseal: the mount table and the audit
+    /// devices. If that fails the vault is sealed again.
+    pub fn after_unseal(&self) -> Result<(), ApiError> {
+        let result = self
+            .mounts
+            .load()
+            .and_then(|()| self.audit.unseal(&self.barrier, &self.options.audit));
+        if let Err(e) = result {
+            tracing::error!(error = %e, "setting up after unseal failed; sealing again");
+            self.seal_now();
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Seals: audit devices closed, caches dropped, keys zeroized.
+    pub fn seal_now(&self) {
+        self.audit.seal();
+        self.mounts.clear();
+        self.policies.clear_cache();
+        self.seal.seal();
+    }
+
+    /// Handles one request from start to end.
+    pub fn handle(&self, request: &Request) -> Outcome {
+        let route = match Route::resolve(request, &self.mounts) {
+            Ok(route) => route,
+            Err(e) if self.is_sealed() && !request.path.starts_with("sys/") => {
+                drop(e);
+                return Outcome {
+                    result: Err(ApiError::sealed()),
+                    rate: None,
+                };
+            }
+            Err(e) => {
+                return Outcome {
+                    result: Err(e),
+                    rate: None,
+                };
+            }
+        };
+        if route.unauthenticated() {
+            return Outcome {
+                result: self.handle_unauthenticated(&route, request),
+                rate: None,
+            };
+        }
+        if self.is_sealed() {
+            return Outcome {
+                result: Err(ApiError::sealed()),
+                rate: None,
+            };
+        }
+        self.handle_authenticated(&route, request)
+    }
+
+    fn handle_unauthenticated(
+        &self,
+        route: &Route<'_>,
+        request: &Request,
+    ) -> Result<Response, ApiError> {
+        let audited = !self.is_sealed() && self.audit.enabled();
+        if audited {
+            self.audit.log(self.request_entry(request, None, None)?)?;
+        }
+        let result = self.dispatch_unauthenticated(route, request);
+        if audited && !self.is_sealed() {
+            self.audit
+                .log(self.response_entry(request, None, &result)?)?;
+        }
+        result
+    }
+
+    fn handle_authenticated(&self, route: &Route<'_>, request: &Request) -> Outcome {
+        let now = SystemTime::now();
+        let token = match &request.token {
+            Some(sent) => match self.tokens.lookup(&sent.0, now) {
+                Ok(token) => token,
+                Err(e) => {
+                    return Outcome {
+                        result: Err(e),
+                        rate: None,
+                    };
+                }
+            },
+            None => None,
+        };
+
+        // The request entry comes first: nothing happens that is not audited.
+        let entry = self.request_entry(
+            request,
+            token.as_ref(),
+            token.is_none().then_some("permission denied"),
+        );
+        if let Err(e) = entry.and_then(|entry| self.audit.log(entry)) {
+            return Outcome {
+                result: Err(e),
+                rate: None,
+            };
+        }
+
+        let mut rate = None;
+        let result = (|| {
+            let token = token.as_ref().ok_or_else(ApiError::permission_denied)?;
+            rate = Some(
+                self.per_token
+                    .check(&token.entry.accessor)
+                    .map_err(|r| ApiError::rate_limited(r.retry_after))?,
+            );
+            self.authorize(route, request, token)?;
+            if !self.tokens.spend_use(token, now)? {
+                return Err(ApiError::permission_denied());
+            }
+            self.dispatch(route, request, token, now)
+        })();
+
+        let result = match self
+            .response_entry(request, token.as_ref(), &result)
+            .and_then(|entry| self.audit.log(entry))
+        {
+            Ok(()) => result,
+            Err(e) => Err(e),
+        };
+        Outcome { result, rate }
+    }
+
+    fn authorize(
+        &self,
+        route: &Route<'_>,
+        request: &Request,
+        token: &Token,
+    ) -> Result<(), ApiError> {
+        let acl = self.policies.acl(&token.entry.policies)?;
+        if let Route::UiMount(_) = route {
+            // Mount discovery is allowed to any token with some access below the mount; the
+            // handler checks that.
+            return Ok(());
+        }
+        let exists = match (route, request.operation) {
+            (Route::Engine(mount, rest), Operation::Write) => match mount.engine {
+                EngineType::Kv => self.kv.exists(mount, rest)?,
+            },
+            _ => true,
+        };
+        let policy_path = request.path.as_str();
+        if acl.allows(
+            policy_path,
+            request.operation,
+            exists,
+            route.sudo(request.operation),
+        ) {
+            Ok(())
+        } else {
+            Err(ApiError::permission_denied())
+        }
+    }
+
+    fn dispatch(
+        &self,
+        route: &Route<'_>,
+        request: &Request,
+        token: &Token,
+        now: SystemTime,
+    ) -> Result<Response, ApiError> {
+        match route {
+            Route::Engine(mount, rest) => match mount.engine {
+                EngineType::Kv => self.kv.handle(mount, rest, request, now),
+            },
+            Route::TokenCreate { .. }
+            | Route::TokenLookup
+            | Route::TokenLookupSelf
+            | Route::TokenLookupAccessor
+            | Route::TokenRenew
+            | Route::TokenRenewSelf
+            | Route::TokenRevoke
+            | Route::TokenRevokeSelf
+            | Route::TokenRevokeAccessor => self.token_route(route, request, token, now),
+            _ => self.sys_route(route, request, token, now),
+        }
+    }
+
+    fn request_entry(
+        &self,
+        request: &Request,
+        token: Option<&Token>,
+        error: Option<&str>,
+    ) -> Result<Map<String, Value>, ApiError> {
+        let mut data = Value::Object(request.data.clone());
+        self.audit.hmac_strings(&mut data)?;
+        let client_token = match &request.token {
+            Some(sent) => Some(self.audit.hmac(&sent.0)?),
+            None => None,
+        };
+        let (accessor, display_name, policies) = match token {
+            Some(t) => (
+                t.entry.accessor.as_str(),
+                t.entry.display_name.as_str(),
+                t.entry.policies.clone(),
+            ),
+            None => ("", "", Vec::new()),
+        };
+        let mut entry = Map::new();
+        entry.insert(
+            "time".into(),
+            json!(crate::duration::timestamp(SystemTime::now())),
+        );
+        entry.insert("type".into(), json!("request"));
+        entry.insert(
+            "auth".into(),
+            auth_section(client_token.clone(), accessor, display_name, &policies),
+        );
+        entry.insert(
+            "request".into(),
+            self.request_section(request, client_token, accessor, data),
+        );
+        entry.insert("error".into(), json!(error.unwrap_or("")));
+        Ok(entry)
+    }
+
+    fn response_entry(
+        &self,
+        request: &Request,
+        token: Option<&Token>,
+        result: &Result<Response, ApiError>,
+    ) -> Result<Map<String, Value>, ApiError> {
+        let mut entry = self.request_entry(request, token, None)?;
+        entry.insert("type".into(), json!("response"));
+        let (status, error, mut data, mut auth, warnings) = match result {
+            Ok(response) => (
+                response
+                    .status
+                    .unwrap_or(if response.data.is_some() || response.auth.is_some() {
+                        200
+                    } else {
+                        204
+                    }),
+                String::new(),
+                response.data.clone().unwrap_or(Value::Null),
+                response.auth.clone().unwrap_or(Value::Null),
+                response.warnings.clone(),
+            ),
+            Err(e) => (
+                e.status,
+                e.messages.join("; "),
+                e.data.clone().unwrap_or(Value::Null),
+                Value::Null,
+                Vec::new(),
+            ),
+        };
+        self.audit.hmac_strings(&mut data)?;
+        if let Some(client_token) = auth.get_mut("client_token") {
+            self.audit.hmac_strings(client_token)?;
+        }
+        entry.insert(
+            "response".into(),
+            json!({
+                "status": status,
+                "mount_type": mount_type(&request.path, &self.mounts),
+                "data": data,
+                "auth": auth,
+                "warnings": warnings,
+            }),
+        );
+        entry.insert("error".into(), json!(error));
+        Ok(entry)
+    }
+
+    fn request_section(
+        &self,
+        request: &Request,
+        client_token: Option<String>,
+        accessor: &str,
+        data: Value,
+    ) -> Value {
+        json!({
+            "id": request.id,
+            "operation": request.operation.audit_name(),
+            "mount_type": mount_type(&request.path, &self.mounts),
+            "client_token": client_token.unwrap_or_default(),
+            "client_token_accessor": accessor,
+            "namespace": {"id": "root"},
+            "path": request.path,
+            "data": data,
+            "remote_address": request.remote.ip().to_string(),
+            "remote_port": request.remote.port(),
+            "wrap_ttl": request.wrap_ttl.map_or(0, |d| d.as_secs()),
+        })
+    }
+
+    /// Whether `address` may call `sys/init`.
+    fn may_init_from(&self, address: IpAddr) -> bool {
+        self.options.allow_init_from_any_address || address.is_loopback()
+    }
+}
+
+fn mount_type(path: &str, mounts: &MountTable) -> &'static str {
+    if path.starts_with("sys/") {
+        "system"
+    } else if path.starts_with("auth/token/") {
+        "token"
+    } else {
+        mounts.resolve(path).map_or("", |(m, _)| m.engine.name())
+    }
+}

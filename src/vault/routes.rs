@@ -1,0 +1,176 @@
+//! Which route a path names, and what each route requires.
+
+use crate::api::{ApiError, Operation, Request};
+use crate::mount::{MountEntry, MountTable};
+
+/// A resolved route.
+pub enum Route<'a> {
+    /// `sys/init`
+    Init,
+    /// `sys/seal-status`
+    SealStatus,
+    /// `sys/unseal`
+    Unseal,
+    /// `sys/seal`
+    Seal,
+    /// `sys/health`
+    Health,
+    /// `sys/leader`
+    Leader,
+    /// `sys/mounts`
+    Mounts,
+    /// `sys/mounts/:path`
+    Mount(&'a str),
+    /// `sys/internal/ui/mounts/:path`
+    UiMount(&'a str),
+    /// `sys/policies/acl` and `sys/policy`
+    Policies {
+        /// The legacy `sys/policy` form.
+        legacy: bool,
+    },
+    /// `sys/policies/acl/:name` and `sys/policy/:name`
+    Policy {
+        /// The policy name.
+        name: &'a str,
+        /// The legacy `sys/policy/:name` form.
+        legacy: bool,
+    },
+    /// `sys/audit`
+    Audit,
+    /// `sys/audit/:name`
+    AuditDevice(&'a str),
+    /// `sys/audit-hash/:name`
+    AuditHash(&'a str),
+    /// `sys/audit-public-key` (vaultd's own)
+    AuditPublicKey,
+    /// `sys/key-status`
+    KeyStatus,
+    /// `sys/rotate`
+    Rotate,
+    /// `auth/token/create` and `create-orphan`
+    TokenCreate {
+        /// `create-orphan`.
+        orphan: bool,
+    },
+    /// `auth/token/lookup`
+    TokenLookup,
+    /// `auth/token/lookup-self`
+    TokenLookupSelf,
+    /// `auth/token/lookup-accessor`
+    TokenLookupAccessor,
+    /// `auth/token/renew`
+    TokenRenew,
+    /// `auth/token/renew-self`
+    TokenRenewSelf,
+    /// `auth/token/revoke`
+    TokenRevoke,
+    /// `auth/token/revoke-self`
+    TokenRevokeSelf,
+    /// `auth/token/revoke-accessor`
+    TokenRevokeAccessor,
+    /// A path served by a mounted engine.
+    Engine(MountEntry, &'a str),
+}
+
+impl<'a> Route<'a> {
+    /// Resolves `request`'s path, checking the method the route takes.
+    pub fn resolve(request: &'a Request, mounts: &MountTable) -> Result<Route<'a>, ApiError> {
+        use Operation::*;
+        let path = request.path.as_str();
+        let op = request.operation;
+        let trimmed = path.trim_end_matches('/');
+        let route = match trimmed {
+            "sys/init" => only(op, &[Read, Write], Route::Init)?,
+            "sys/seal-status" => only(op, &[Read], Route::SealStatus)?,
+            "sys/unseal" => only(op, &[Write], Route::Unseal)?,
+            "sys/seal" => only(op, &[Write], Route::Seal)?,
+            "sys/health" => only(op, &[Read], Route::Health)?,
+            "sys/leader" => only(op, &[Read], Route::Leader)?,
+            "sys/mounts" => only(op, &[Read], Route::Mounts)?,
+            "sys/policies/acl" => only(op, &[List, Read], Route::Policies { legacy: false })?,
+            "sys/policy" => only(op, &[Read, List], Route::Policies { legacy: true })?,
+            "sys/audit" => only(op, &[Read], Route::Audit)?,
+            "sys/audit-public-key" => only(op, &[Read], Route::AuditPublicKey)?,
+            "sys/key-status" => only(op, &[Read], Route::KeyStatus)?,
+            "sys/rotate" => only(op, &[Write], Route::Rotate)?,
+            "auth/token/create" => only(op, &[Write], Route::TokenCreate { orphan: false })?,
+            "auth/token/create-orphan" => only(op, &[Write], Route::TokenCreate { orphan: true })?,
+            "auth/token/lookup" => only(op, &[Write, Read], Route::TokenLookup)?,
+            "auth/token/lookup-self" => only(op, &[Read, Write], Route::TokenLookupSelf)?,
+            "auth/token/lookup-accessor" => only(op, &[Write], Route::TokenLookupAccessor)?,
+            "auth/token/renew" => only(op, &[Write], Route::TokenRenew)?,
+            "auth/token/renew-self" => only(op, &[Write], Route::TokenRenewSelf)?,
+            "auth/token/revoke" => only(op, &[Write], Route::TokenRevoke)?,
+            "auth/token/revoke-self" => only(op, &[Write], Route::TokenRevokeSelf)?,
+            "auth/token/revoke-accessor" => only(op, &[Write], Route::TokenRevokeAccessor)?,
+            _ => {
+                if let Some(rest) = tail(trimmed, "sys/mounts/") {
+                    only(op, &[Read, Write, Delete], Route::Mount(rest))?
+                } else if let Some(rest) = tail(trimmed, "sys/internal/ui/mounts/") {
+                    only(op, &[Read], Route::UiMount(rest))?
+                } else if let Some(name) = tail(trimmed, "sys/policies/acl/") {
+                    only(
+                        op,
+                        &[Read, Write, Delete],
+                        Route::Policy {
+                            name,
+                            legacy: false,
+                        },
+                    )?
+                } else if let Some(name) = tail(trimmed, "sys/policy/") {
+                    only(
+                        op,
+                        &[Read, Write, Delete],
+                        Route::Policy { name, legacy: true },
+                    )?
+                } else if let Some(name) = tail(trimmed, "sys/audit/") {
+                    only(op, &[Write, Delete], Route::AuditDevice(name))?
+                } else if let Some(name) = tail(trimmed, "sys/audit-hash/") {
+                    only(op, &[Write], Route::AuditHash(name))?
+                } else if path.starts_with("sys/") || path.starts_with("auth/") {
+                    return Err(ApiError::unsupported_path(path));
+                } else {
+                    match mounts.resolve(path) {
+                        Some((mount, rest)) => Route::Engine(mount, rest),
+                        None => return Err(ApiError::unsupported_path(path)),
+                    }
+                }
+            }
+        };
+        Ok(route)
+    }
+
+    /// Whether the route answers without a token (and so also while sealed).
+    pub fn unauthenticated(&self) -> bool {
+        matches!(
+            self,
+            Route::Init | Route::SealStatus | Route::Unseal | Route::Health | Route::Leader
+        )
+    }
+
+    /// Whether the route needs the `sudo` capability as well, as in Vault.
+    pub fn sudo(&self, op: Operation) -> bool {
+        match self {
+            Route::Seal
+            | Route::Audit
+            | Route::AuditDevice(_)
+            | Route::Rotate
+            | Route::KeyStatus => true,
+            Route::Mount(_) => op != Operation::Read,
+            Route::TokenCreate { orphan: true } => true,
+            _ => false,
+        }
+    }
+}
+
+fn tail<'p>(path: &'p str, prefix: &str) -> Option<&'p str> {
+    path.strip_prefix(prefix).filter(|rest| !rest.is_empty())
+}
+
+fn only<'a>(op: Operation, allowed: &[Operation], route: Route<'a>) -> Result<Route<'a>, ApiError> {
+    if allowed.contains(&op) {
+        Ok(route)
+    } else {
+        Err(ApiError::method_not_allowed())
+    }
+}
