@@ -279,6 +279,9 @@ impl Vault {
             Ok(()) => result,
             Err(e) => Err(e),
         };
+        if matches!(route, Route::Seal) && result.is_ok() {
+            self.seal_now();
+        }
         Outcome { result, rate }
     }
 

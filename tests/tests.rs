@@ -3,4 +3,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod at_rest;
+mod daemon;
 mod storage_crash;
+mod support;

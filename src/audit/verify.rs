@@ -100,7 +100,16 @@ pub fn verify(files: &[PathBuf], public_key: &str) -> Result<Report, Failure> {
                     ));
                 }
                 if prev != hex::encode(hash) {
-                    return Err(failure(file, number, "does not chain to the line before it: that line was changed, or lines were removed or reordered".into()));
+                    // The sequence is intact, so the line before was altered (or this line's
+                    // own chain field was).
+                    let (bad_file, bad_line) = &last_place;
+                    return Err(failure(
+                        bad_file,
+                        *bad_line,
+                        format!(
+                            "this line was altered: line {number} recorded a different hash for it"
+                        ),
+                    ));
                 }
             }
             last_was_checkpoint = entry.get("type").and_then(Value::as_str) == Some("checkpoint");

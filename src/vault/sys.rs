@@ -46,10 +46,8 @@ impl Vault {
     ) -> Result<Response, ApiError> {
         let op = request.operation;
         match route {
-            Route::Seal => {
-                self.seal_now();
-                Ok(Response::empty())
-            }
+            // Sealing happens after the response is audited: see `handle_authenticated`.
+            Route::Seal => Ok(Response::empty()),
             Route::Mounts => {
                 let mut mounts: serde_json::Map<String, Value> = self
                     .mounts

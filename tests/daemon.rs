@@ -1,0 +1,8 @@
+//! Tests that start the real `vaultd` binary over TLS.
+
+mod audit;
+mod bad_input;
+mod kv;
+mod lifecycle;
+mod sweep;
+mod tokens;

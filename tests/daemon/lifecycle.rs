@@ -1,0 +1,148 @@
+//! Starting, initialising, unsealing, sealing and restarting the real daemon.
+
+use serde_json::json;
+
+use crate::support::{TestVault, init, unseal};
+
+#[test]
+fn dev_mode_prints_its_exports_and_keeps_secrets_across_restarts() {
+    let mut vault = TestVault::dev();
+    assert!(vault.addr.starts_with("https://127.0.0.1:"));
+    assert!(vault.root_token.starts_with("vdt_"));
+    let mode = std::fs::metadata(vault.path("insecure-root-token")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
+
+    let written = vault.root(
+        "POST",
+        "secret/data/openai/prod",
+        Some(json!({"data": {"api_key": "sk-proj-abc"}})),
+    );
+    assert_eq!(written.status, 200, "{}", written.body);
+    vault.restart();
+    let read = vault.root("GET", "secret/data/openai/prod", None);
+    assert_eq!(read.status, 200, "{}", read.body);
+    assert_eq!(read.body["data"]["data"]["api_key"], "sk-proj-abc");
+}
+
+#[test]
+fn production_lifecycle_init_unseal_restart_sealed_unseal() {
+    let mut vault = TestVault::production("");
+    let status = vault.call("GET", "sys/seal-status", None, None);
+    assert_eq!(status.body["data"]["initialized"], false);
+    assert_eq!(vault.call("GET", "sys/health", None, None).status, 501);
+
+    let shares = init(&mut vault, 5, 3);
+    assert_eq!(shares.len(), 5);
+    assert!(
+        shares.iter().all(|s| s.len() == 66),
+        "shares are 33 bytes in hex"
+    );
+    assert_eq!(
+        vault
+            .call(
+                "PUT",
+                "sys/init",
+                None,
+                Some(json!({"secret_shares": 1, "secret_threshold": 1}))
+            )
+            .status,
+        400
+    );
+    let status = vault.call("GET", "sys/seal-status", None, None);
+    assert_eq!(
+        (
+            status.body["data"]["sealed"].clone(),
+            status.body["data"]["t"].clone(),
+            status.body["data"]["n"].clone()
+        ),
+        (json!(true), json!(3), json!(5))
+    );
+    assert_eq!(vault.root("GET", "secret/data/x", None).status, 503);
+
+    unseal(&vault, &shares[1..4]);
+    assert_eq!(vault.call("GET", "sys/health", None, None).status, 200);
+    let written = vault.root(
+        "POST",
+        "secret/data/db",
+        Some(json!({"data": {"password": "hunter2"}})),
+    );
+    assert_eq!(written.status, 200, "{}", written.body);
+
+    vault.restart();
+    let status = vault.call("GET", "sys/seal-status", None, None);
+    assert_eq!(status.body["data"]["sealed"], true);
+    assert_eq!(vault.call("GET", "sys/health", None, None).status, 503);
+    let sealed = vault.root("GET", "secret/data/db", None);
+    assert_eq!(sealed.status, 503);
+    assert_eq!(sealed.error(), "Vault is sealed");
+
+    // Shares are accepted as hex or base64, in any order.
+    let as_base64 = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(hex::decode(&shares[4]).unwrap())
+    };
+    unseal(&vault, &[shares[2].clone(), as_base64, shares[0].clone()]);
+    let read = vault.root("GET", "secret/data/db", None);
+    assert_eq!(read.status, 200, "{}", read.body);
+    assert_eq!(read.body["data"]["data"]["password"], "hunter2");
+
+    // Sealing through the API needs a token and seals at once.
+    assert_eq!(vault.call("PUT", "sys/seal", None, None).status, 403);
+    assert_eq!(vault.root("PUT", "sys/seal", None).status, 204);
+    assert_eq!(vault.root("GET", "secret/data/db", None).status, 503);
+}
+
+#[test]
+fn wrong_shares_do_not_unseal() {
+    let mut vault = TestVault::production("");
+    let shares = init(&mut vault, 3, 2);
+    let other = {
+        let mut second = TestVault::production("");
+        init(&mut second, 3, 2)
+    };
+    let first = vault.call("PUT", "sys/unseal", None, Some(json!({"key": shares[0]})));
+    assert_eq!(first.body["data"]["progress"], 1);
+    let wrong = vault.call("PUT", "sys/unseal", None, Some(json!({"key": other[1]})));
+    assert_eq!(wrong.status, 400, "{}", wrong.body);
+    let status = vault.call("GET", "sys/seal-status", None, None);
+    assert_eq!(status.body["data"]["sealed"], true);
+    assert_eq!(status.body["data"]["progress"], 0);
+    // A reset forgets submitted shares.
+    vault.call("PUT", "sys/unseal", None, Some(json!({"key": shares[0]})));
+    let reset = vault.call("PUT", "sys/unseal", None, Some(json!({"reset": true})));
+    assert_eq!(reset.body["data"]["progress"], 0);
+}
+
+#[test]
+fn a_second_daemon_on_the_same_directory_refuses_to_start() {
+    let vault = TestVault::dev();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_vaultd"))
+        .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(vault.dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("in use by another vaultd process"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn invalid_configuration_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("vault.toml");
+    std::fs::write(&config, "[listener]\naddress = \"127.0.0.1:0\"\ntls_cert_file = \"/x\"\ntls_key_file = \"/y\"\n[storage]\npath = \"/tmp/z\"\n[limits]\nburst_per_adress = 3\n").unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_vaultd"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("burst_per_adress"), "{stderr}");
+}
