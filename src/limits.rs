@@ -1,6 +1,7 @@
 //! Token-bucket rate limits per client address and per token accessor, with bounded memory.
 
 use std::hash::Hash;
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::{Arc, RwLock};
 
@@ -94,6 +95,72 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
     }
 }
 
+/// Exponential back-off for clients that keep presenting invalid tokens: after
+/// [`AuthFailures::FREE`] failures from one address, each further failure doubles the time that
+/// address must wait (from one second up to [`AuthFailures::MAX_DELAY`]). A success clears it.
+pub struct AuthFailures {
+    entries: std::sync::Mutex<std::collections::HashMap<IpAddr, Failures>>,
+    max_keys: usize,
+}
+
+#[derive(Clone, Copy)]
+struct Failures {
+    count: u32,
+    blocked_until: std::time::Instant,
+}
+
+impl AuthFailures {
+    /// Failures allowed before any delay.
+    pub const FREE: u32 = 5;
+    /// The longest delay.
+    pub const MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+    /// Tracks at most `max_keys` addresses.
+    pub fn new(max_keys: usize) -> Self {
+        AuthFailures {
+            entries: std::sync::Mutex::new(std::collections::HashMap::new()),
+            max_keys: max_keys.max(1),
+        }
+    }
+
+    /// Seconds `address` must still wait, if it is being delayed at `now`.
+    pub fn delay(&self, address: IpAddr, now: std::time::Instant) -> Option<u64> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let failures = entries.get(&address)?;
+        let left = failures.blocked_until.saturating_duration_since(now);
+        (!left.is_zero()).then(|| left.as_secs() + u64::from(left.subsec_nanos() > 0))
+    }
+
+    /// Records a failed authentication from `address` at `now`.
+    pub fn failed(&self, address: IpAddr, now: std::time::Instant) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= self.max_keys && !entries.contains_key(&address) {
+            entries.retain(|_, f| f.blocked_until > now);
+            if entries.len() >= self.max_keys {
+                entries.clear();
+            }
+        }
+        let failures = entries.entry(address).or_insert(Failures {
+            count: 0,
+            blocked_until: now,
+        });
+        failures.count = failures.count.saturating_add(1);
+        if failures.count > Self::FREE {
+            let exponent = (failures.count - Self::FREE - 1).min(20);
+            let delay = std::time::Duration::from_secs(1u64 << exponent).min(Self::MAX_DELAY);
+            failures.blocked_until = now + delay;
+        }
+    }
+
+    /// Clears `address` after a successful authentication.
+    pub fn succeeded(&self, address: IpAddr) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&address);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +175,29 @@ mod tests {
         assert!(refused.retry_after >= 1);
         // Another key has its own bucket.
         assert!(limiter.check(&"b").is_ok());
+    }
+
+    #[test]
+    fn failed_authentications_back_off_exponentially() {
+        let failures = AuthFailures::new(10);
+        let address: IpAddr = [192, 0, 2, 1].into();
+        let now = std::time::Instant::now();
+        for _ in 0..AuthFailures::FREE {
+            failures.failed(address, now);
+        }
+        assert_eq!(failures.delay(address, now), None);
+        failures.failed(address, now);
+        assert_eq!(failures.delay(address, now), Some(1));
+        failures.failed(address, now);
+        failures.failed(address, now);
+        assert_eq!(failures.delay(address, now), Some(4));
+        assert_eq!(
+            failures.delay(address, now + std::time::Duration::from_secs(5)),
+            None
+        );
+        assert_eq!(failures.delay([192, 0, 2, 2].into(), now), None);
+        failures.succeeded(address);
+        assert_eq!(failures.delay(address, now), None);
     }
 
     #[test]

@@ -15,7 +15,7 @@ mod tokens;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use serde_json::{Map, Value, json};
 
@@ -26,7 +26,7 @@ use crate::barrier::Barrier;
 use crate::config::{AuditDevice, Limits};
 use crate::keyring::KeyringConfig;
 use crate::kv::KvEngine;
-use crate::limits::{Allowed, Limiter};
+use crate::limits::{Allowed, AuthFailures, Limiter};
 use crate::mount::{EngineType, MountTable};
 use crate::policy::PolicyStore;
 use crate::seal::{Seal, SealMechanism};
@@ -59,6 +59,7 @@ pub struct Vault {
     kv: KvEngine,
     audit: AuditBroker,
     per_token: Limiter<String>,
+    auth_failures: AuthFailures,
 }
 
 /// The outcome of a request, with what the HTTP layer needs besides the body.
@@ -86,6 +87,7 @@ impl Vault {
                 limits.burst_per_token,
                 limits.max_tracked_clients,
             ),
+            auth_failures: AuthFailures::new(limits.max_tracked_clients),
             barrier,
             options,
         }
@@ -231,6 +233,14 @@ impl Vault {
 
     fn handle_authenticated(&self, route: &Route<'_>, request: &Request) -> Outcome {
         let now = SystemTime::now();
+        let address = request.remote.ip();
+        if let Some(retry_after) = self.auth_failures.delay(address, Instant::now()) {
+            tracing::warn!(%address, retry_after, "authentication back-off in force");
+            return Outcome {
+                result: Err(ApiError::rate_limited(retry_after)),
+                rate: None,
+            };
+        }
         let token = match &request.token {
             Some(sent) => match self.tokens.lookup(&sent.0, now) {
                 Ok(token) => token,
@@ -243,6 +253,15 @@ impl Vault {
             },
             None => None,
         };
+        match (&request.token, &token) {
+            (Some(_), None) => {
+                // A failed login is a security event, not an error of the daemon.
+                tracing::warn!(%address, "invalid token presented");
+                self.auth_failures.failed(address, Instant::now());
+            }
+            (Some(_), Some(_)) => self.auth_failures.succeeded(address),
+            _ => {}
+        }
 
         // The request entry comes first: nothing happens that is not audited.
         let entry = self.request_entry(

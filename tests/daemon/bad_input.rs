@@ -227,3 +227,29 @@ fn rate_limits_answer_429_with_retry_after() {
     assert_eq!(refused.headers["x-ratelimit-limit"], "3");
     assert_eq!(refused.error(), "rate limit exceeded; retry later");
 }
+
+#[test]
+fn repeated_invalid_tokens_back_off() {
+    let vault = TestVault::dev();
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        statuses.push(
+            vault
+                .call("GET", "secret/data/x", Some("vdt_guessed"), None)
+                .status,
+        );
+    }
+    assert_eq!(statuses[..5], [403; 5]);
+    assert!(statuses[5..].contains(&429), "{statuses:?}");
+    let limited = vault.call(
+        "GET",
+        "auth/token/lookup-self",
+        Some(&vault.root_token.clone()),
+        None,
+    );
+    assert_eq!(
+        limited.status, 429,
+        "the address is delayed whatever token it sends"
+    );
+    assert!(limited.headers.contains_key("retry-after"));
+}
