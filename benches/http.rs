@@ -124,7 +124,7 @@ level = "warn,vaultd=info"
         .send()
         .unwrap();
     let init: serde_json::Value = init.json().unwrap();
-    let token = init["data"]["root_token"]
+    let token = init["root_token"]
         .as_str()
         .expect("init failed")
         .to_string();

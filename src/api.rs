@@ -91,8 +91,10 @@ pub struct Response {
     pub warnings: Vec<String>,
     /// A status other than 200/204 (`sys/health`).
     pub status: Option<u16>,
-    /// A body that is not the JSON envelope (`sys/health`, metrics), with its content type.
+    /// A body that is not the JSON envelope (metrics), with its content type.
     pub raw: Option<(&'static str, Vec<u8>)>,
+    /// Send `data` as the whole body, without the envelope, as Vault's status routes do.
+    pub plain: bool,
 }
 
 impl Response {
@@ -100,6 +102,15 @@ impl Response {
     pub fn data(data: Value) -> Self {
         Response {
             data: Some(data),
+            ..Response::default()
+        }
+    }
+
+    /// `data` as the whole JSON body, without the envelope (`sys/seal-status`, `sys/init`, …).
+    pub fn plain(data: Value) -> Self {
+        Response {
+            data: Some(data),
+            plain: true,
             ..Response::default()
         }
     }

@@ -355,9 +355,6 @@ impl KvEngine {
             );
             metadata.current_version = version;
             metadata.updated_time = created.clone();
-            if metadata.oldest_version == 0 {
-                metadata.oldest_version = version;
-            }
             let keep = versions_to_keep(metadata.max_versions, config.max_versions);
             let pruned = prune(&mut metadata, keep);
 
@@ -706,7 +703,9 @@ fn endpoint_kind(rest: &str) -> &str {
 /// Versions removed to respect `max_versions`, oldest first.
 fn prune(metadata: &mut Metadata, max_versions: u64) -> Vec<u64> {
     let mut removed = Vec::new();
+    let mut pruned = false;
     while metadata.versions.len() as u64 > max_versions {
+        pruned = true;
         let Some((&oldest, info)) = metadata.versions.iter().next() else {
             break;
         };
@@ -715,7 +714,10 @@ fn prune(metadata: &mut Metadata, max_versions: u64) -> Vec<u64> {
         }
         metadata.versions.remove(&oldest);
     }
-    metadata.oldest_version = metadata.versions.keys().next().copied().unwrap_or(0);
+    // Vault reports 0 until versions have been pruned, then the oldest one kept.
+    if pruned || metadata.oldest_version > 0 {
+        metadata.oldest_version = metadata.versions.keys().next().copied().unwrap_or(0);
+    }
     removed
 }
 

@@ -309,6 +309,8 @@ fn parse_body(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
     // serde_json refuses nesting deeper than 128 levels, so deep documents fail here cleanly.
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(map)) => Ok(map),
+        // `bao write -f` sends `null`: no data, as Vault reads it.
+        Ok(Value::Null) => Ok(Map::new()),
         Ok(_) => Err(ApiError::bad_request(
             "the request body must be a JSON object",
         )),
@@ -328,6 +330,10 @@ fn build_response(
         Ok(response) => {
             if let Some((_, raw)) = response.raw {
                 (response.status.unwrap_or(200), Some(raw), None)
+            } else if response.plain {
+                let body =
+                    serde_json::to_vec(&response.data.unwrap_or(Value::Null)).unwrap_or_default();
+                (response.status.unwrap_or(200), Some(body), None)
             } else if response.data.is_none()
                 && response.auth.is_none()
                 && response.warnings.is_empty()

@@ -220,6 +220,11 @@ impl Vault {
         request: &Request,
     ) -> Result<Response, ApiError> {
         let audited = !self.is_sealed() && self.audit.enabled();
+        if !audited {
+            // No audit device can be written while sealed: the operational log records the
+            // request instead, without its body.
+            tracing::info!(path = %request.path, operation = request.operation.audit_name(), remote = %request.remote.ip(), request_id = %request.id, "unaudited system request");
+        }
         if audited {
             self.audit.log(self.request_entry(request, None, None)?)?;
         }
@@ -288,7 +293,11 @@ impl Vault {
             if !self.tokens.spend_use(token, now)? {
                 return Err(ApiError::permission_denied());
             }
-            self.dispatch(route, request, token, now)
+            // The use is spent before the request is handled, as in Vault, so a lookup shows
+            // the count that is left.
+            let mut spent = token.clone();
+            spent.entry.num_uses = spent.entry.num_uses.saturating_sub(1);
+            self.dispatch(route, request, &spent, now)
         })();
 
         let result = match self
@@ -322,9 +331,14 @@ impl Vault {
             },
             _ => true,
         };
-        let policy_path = request.path.as_str();
+        // Vault checks a listing against the directory path, with its trailing slash.
+        let policy_path = if request.operation == Operation::List && !request.path.ends_with('/') {
+            std::borrow::Cow::Owned(format!("{}/", request.path))
+        } else {
+            std::borrow::Cow::Borrowed(request.path.as_str())
+        };
         if acl.allows(
-            policy_path,
+            &policy_path,
             request.operation,
             exists,
             route.sudo(request.operation),

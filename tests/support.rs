@@ -376,11 +376,8 @@ pub fn init(vault: &mut TestVault, shares: u8, threshold: u8) -> Vec<String> {
         Some(serde_json::json!({"secret_shares": shares, "secret_threshold": threshold})),
     );
     assert_eq!(reply.status, 200, "{}", reply.body);
-    vault.root_token = reply.body["data"]["root_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    reply.body["data"]["keys"]
+    vault.root_token = reply.body["root_token"].as_str().unwrap().to_string();
+    reply.body["keys"]
         .as_array()
         .unwrap()
         .iter()
@@ -398,7 +395,7 @@ pub fn unseal(vault: &TestVault, shares: &[String]) {
             Some(serde_json::json!({"key": share})),
         );
         assert_eq!(reply.status, 200, "{}", reply.body);
-        if reply.body["data"]["sealed"] == false {
+        if reply.body["sealed"] == false {
             return;
         }
     }

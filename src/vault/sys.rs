@@ -21,10 +21,10 @@ impl Vault {
     ) -> Result<Response, ApiError> {
         match route {
             Route::Init => self.init(request),
-            Route::SealStatus => Ok(Response::data(self.seal_status()?)),
+            Route::SealStatus => Ok(Response::plain(self.seal_status()?)),
             Route::Unseal => self.unseal(request),
             Route::Health => self.health(request),
-            Route::Leader => Ok(Response::data(json!({
+            Route::Leader => Ok(Response::plain(json!({
                 "ha_enabled": false,
                 "is_self": false,
                 "active_time": "0001-01-01T00:00:00Z",
@@ -65,7 +65,7 @@ impl Vault {
                     let entry = mounts
                         .get(&path)
                         .ok_or_else(|| ApiError::bad_request(format!("no mount at {path}")))?;
-                    Ok(Response::data(entry.describe()["config"].clone()))
+                    Ok(Response::data(entry.describe()))
                 }
                 Operation::Write => self.enable_mount(path, request, now),
                 _ => {
@@ -179,7 +179,7 @@ impl Vault {
     fn init(&self, request: &Request) -> Result<Response, ApiError> {
         if request.operation == Operation::Read {
             let initialized = self.seal.config()?.is_some();
-            return Ok(Response::data(json!({"initialized": initialized})));
+            return Ok(Response::plain(json!({"initialized": initialized})));
         }
         if !self.may_init_from(request.remote.ip()) {
             return Err(ApiError::permission_denied());
@@ -187,7 +187,10 @@ impl Vault {
         let mut fields = Fields::new(request);
         let shares = fields.u64("secret_shares")?.unwrap_or(5);
         let threshold = fields.u64("secret_threshold")?.unwrap_or(3);
-        if fields.value("pgp_keys").is_some() || fields.value("root_token_pgp_key").is_some() {
+        // Clients send empty PGP fields by default; only a real key asks for encryption.
+        let pgp_keys = fields.strings("pgp_keys")?.unwrap_or_default();
+        let root_pgp = fields.string("root_token_pgp_key")?.unwrap_or_default();
+        if !pgp_keys.is_empty() || !root_pgp.is_empty() {
             return Err(ApiError::bad_request(
                 "PGP-encrypted shares are not supported by vaultd",
             ));
@@ -212,17 +215,19 @@ impl Vault {
         let (keys, root_token) = self.initialize(shares, threshold)?;
         let hex: Vec<String> = keys.iter().map(UnsealShare::to_hex).collect();
         let base64: Vec<String> = keys.iter().map(UnsealShare::to_base64).collect();
-        Ok(Response::data(
-            json!({"keys": hex, "keys_base64": base64, "root_token": root_token.as_str()}),
-        )
-        .with_warnings(warnings))
+        let mut body =
+            json!({"keys": hex, "keys_base64": base64, "root_token": root_token.as_str()});
+        if !warnings.is_empty() {
+            body["warnings"] = json!(warnings);
+        }
+        Ok(Response::plain(body))
     }
 
     fn unseal(&self, request: &Request) -> Result<Response, ApiError> {
         let mut fields = Fields::new(request);
         if fields.bool("reset")?.unwrap_or(false) {
             self.seal.reset();
-            return Ok(Response::data(self.seal_status()?));
+            return Ok(Response::plain(self.seal_status()?));
         }
         let _ = fields.bool("migrate")?;
         let nonce = fields.string("nonce")?;
@@ -239,7 +244,7 @@ impl Vault {
         if was_sealed && !status.sealed {
             self.after_unseal()?;
         }
-        Ok(Response::data(self.seal_status()?).with_warnings(fields.unknown()))
+        Ok(Response::plain(self.seal_status()?))
     }
 
     fn health(&self, request: &Request) -> Result<Response, ApiError> {
@@ -273,11 +278,9 @@ impl Vault {
             "echo_duration_ms": 0,
             "clock_skew_ms": 0,
         });
-        let raw = serde_json::to_vec(&body).map_err(|e| ApiError::internal(e.to_string()))?;
         Ok(Response {
             status: Some(status_code),
-            raw: Some(("application/json", raw)),
-            ..Response::default()
+            ..Response::plain(body)
         })
     }
 

@@ -2,8 +2,6 @@
 
 use std::time::SystemTime;
 
-use serde_json::json;
-
 use super::{Route, Vault};
 use crate::api::{ApiError, Fields, Request, Response};
 use crate::token::{NewToken, Token};
@@ -31,34 +29,24 @@ impl Vault {
                     orphan: *orphan || fields.bool("no_parent")?.unwrap_or(false),
                     path: request.path.trim_end_matches('/').to_string(),
                 };
-                for ignored in ["id", "role_name", "type", "entity_alias", "period", "lease"] {
-                    if fields.value(ignored).is_some() && ignored != "type" {
-                        return Err(ApiError::bad_request(format!(
-                            "{ignored} is not supported by vaultd's token store"
-                        )));
-                    }
-                }
+                check_unsupported(&mut fields)?;
                 let (token, entry) = self.tokens.create(caller, new, now)?;
                 Response {
                     auth: Some(entry.auth_block(&token)),
                     ..Response::default()
                 }
             }
-            Route::TokenLookupSelf => Response::data(caller.entry.lookup_data("", now)),
+            Route::TokenLookupSelf => {
+                let id = request.token.as_ref().map_or("", |t| t.0.as_str());
+                Response::data(caller.entry.lookup_data(id, now))
+            }
             Route::TokenLookup => {
-                let raw = fields
-                    .string("token")?
-                    .ok_or_else(|| ApiError::bad_request("missing token"))?;
-                let found = self
-                    .tokens
-                    .lookup(&raw, now)?
-                    .ok_or_else(|| ApiError::bad_request("bad token"))?;
-                Response::data(found.entry.lookup_data("", now))
+                let raw = required(&mut fields, "token")?;
+                let found = self.tokens.lookup(&raw, now)?.ok_or_else(bad_token)?;
+                Response::data(found.entry.lookup_data(&raw, now))
             }
             Route::TokenLookupAccessor => {
-                let accessor = fields
-                    .string("accessor")?
-                    .ok_or_else(|| ApiError::bad_request("missing accessor"))?;
+                let accessor = required(&mut fields, "accessor")?;
                 let found = self
                     .tokens
                     .lookup_accessor(&accessor, now)?
@@ -66,26 +54,20 @@ impl Vault {
                 Response::data(found.entry.lookup_data("", now))
             }
             Route::TokenRenewSelf | Route::TokenRenew => {
-                let target = if matches!(route, Route::TokenRenew) {
-                    let raw = fields
-                        .string("token")?
-                        .ok_or_else(|| ApiError::bad_request("missing token"))?;
-                    self.tokens
-                        .lookup(&raw, now)?
-                        .ok_or_else(|| ApiError::bad_request("bad token"))?
+                let (target, token) = if matches!(route, Route::TokenRenew) {
+                    let raw = required(&mut fields, "token")?;
+                    (
+                        self.tokens.lookup(&raw, now)?.ok_or_else(bad_token)?,
+                        String::new(),
+                    )
                 } else {
-                    caller.clone()
+                    let sent = request.token.as_ref().map_or("", |t| t.0.as_str());
+                    (caller.clone(), sent.to_string())
                 };
                 let increment = fields.duration("increment")?;
                 let entry = self.tokens.renew(&target, increment, now)?;
-                let mut auth = entry.auth_block("");
-                auth["client_token"] = json!(if matches!(route, Route::TokenRenewSelf) {
-                    request.token.as_ref().map(|t| t.0.as_str()).unwrap_or("")
-                } else {
-                    ""
-                });
                 Response {
-                    auth: Some(auth),
+                    auth: Some(entry.auth_block(&token)),
                     ..Response::default()
                 }
             }
@@ -94,18 +76,14 @@ impl Vault {
                 Response::empty()
             }
             Route::TokenRevoke => {
-                let raw = fields
-                    .string("token")?
-                    .ok_or_else(|| ApiError::bad_request("missing token"))?;
+                let raw = required(&mut fields, "token")?;
                 if let Some(found) = self.tokens.lookup(&raw, now)? {
                     self.tokens.revoke(&found.hash)?;
                 }
                 Response::empty()
             }
             Route::TokenRevokeAccessor => {
-                let accessor = fields
-                    .string("accessor")?
-                    .ok_or_else(|| ApiError::bad_request("missing accessor"))?;
+                let accessor = required(&mut fields, "accessor")?;
                 if let Some(found) = self.tokens.lookup_accessor(&accessor, now)? {
                     self.tokens.revoke(&found.hash)?;
                 }
@@ -114,5 +92,46 @@ impl Vault {
             _ => return Err(ApiError::unsupported_path(&request.path)),
         };
         Ok(response.with_warnings(fields.unknown()))
+    }
+}
+
+/// Refuses token features the store does not have. Clients send these fields with empty
+/// values by default, so only a real value is refused.
+fn check_unsupported(fields: &mut Fields<'_>) -> Result<(), ApiError> {
+    for name in ["id", "role_name", "entity_alias", "lease"] {
+        if fields.string(name)?.is_some_and(|v| !v.is_empty()) {
+            return Err(ApiError::bad_request(format!(
+                "{name} is not supported by vaultd's token store"
+            )));
+        }
+    }
+    if fields.duration("period")?.is_some_and(|p| !p.is_zero()) {
+        return Err(ApiError::bad_request(
+            "periodic tokens are not supported by vaultd's token store",
+        ));
+    }
+    if fields
+        .string("type")?
+        .is_some_and(|t| !t.is_empty() && t != "service" && t != "default")
+    {
+        return Err(ApiError::bad_request(
+            "only service tokens are supported by vaultd's token store",
+        ));
+    }
+    Ok(())
+}
+
+fn required(fields: &mut Fields<'_>, name: &'static str) -> Result<String, ApiError> {
+    fields
+        .string(name)?
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| ApiError::bad_request(format!("missing {name}")))
+}
+
+/// Vault's answer for a token that does not exist: 403 `bad token`.
+fn bad_token() -> ApiError {
+    ApiError {
+        status: 403,
+        ..ApiError::bad_request("bad token")
     }
 }

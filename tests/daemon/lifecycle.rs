@@ -31,7 +31,7 @@ fn dev_mode_prints_its_exports_and_keeps_secrets_across_restarts() {
 fn production_lifecycle_init_unseal_restart_sealed_unseal() {
     let mut vault = TestVault::production("");
     let status = vault.call("GET", "sys/seal-status", None, None);
-    assert_eq!(status.body["data"]["initialized"], false);
+    assert_eq!(status.body["initialized"], false);
     assert_eq!(vault.call("GET", "sys/health", None, None).status, 501);
 
     let shares = init(&mut vault, 5, 3);
@@ -54,9 +54,9 @@ fn production_lifecycle_init_unseal_restart_sealed_unseal() {
     let status = vault.call("GET", "sys/seal-status", None, None);
     assert_eq!(
         (
-            status.body["data"]["sealed"].clone(),
-            status.body["data"]["t"].clone(),
-            status.body["data"]["n"].clone()
+            status.body["sealed"].clone(),
+            status.body["t"].clone(),
+            status.body["n"].clone()
         ),
         (json!(true), json!(3), json!(5))
     );
@@ -73,7 +73,7 @@ fn production_lifecycle_init_unseal_restart_sealed_unseal() {
 
     vault.restart();
     let status = vault.call("GET", "sys/seal-status", None, None);
-    assert_eq!(status.body["data"]["sealed"], true);
+    assert_eq!(status.body["sealed"], true);
     assert_eq!(vault.call("GET", "sys/health", None, None).status, 503);
     let sealed = vault.root("GET", "secret/data/db", None);
     assert_eq!(sealed.status, 503);
@@ -104,16 +104,16 @@ fn wrong_shares_do_not_unseal() {
         init(&mut second, 3, 2)
     };
     let first = vault.call("PUT", "sys/unseal", None, Some(json!({"key": shares[0]})));
-    assert_eq!(first.body["data"]["progress"], 1);
+    assert_eq!(first.body["progress"], 1);
     let wrong = vault.call("PUT", "sys/unseal", None, Some(json!({"key": other[1]})));
     assert_eq!(wrong.status, 400, "{}", wrong.body);
     let status = vault.call("GET", "sys/seal-status", None, None);
-    assert_eq!(status.body["data"]["sealed"], true);
-    assert_eq!(status.body["data"]["progress"], 0);
+    assert_eq!(status.body["sealed"], true);
+    assert_eq!(status.body["progress"], 0);
     // A reset forgets submitted shares.
     vault.call("PUT", "sys/unseal", None, Some(json!({"key": shares[0]})));
     let reset = vault.call("PUT", "sys/unseal", None, Some(json!({"reset": true})));
-    assert_eq!(reset.body["data"]["progress"], 0);
+    assert_eq!(reset.body["progress"], 0);
 }
 
 #[test]
