@@ -82,24 +82,28 @@ impl AuditBroker {
                 .path
                 .clone()
                 .unwrap_or_else(|| device.device_type.clone());
+            let head = stored_head(barrier, &name)?;
             devices.push(Arc::new(FileDevice::open(
                 &name,
                 &device.file_path,
                 true,
                 "",
                 Arc::clone(&keys),
+                head,
             )?));
         }
         for (name, stored) in stored_devices(barrier)? {
             if devices.iter().any(|d| d.name() == name) {
                 continue;
             }
+            let head = stored_head(barrier, &name)?;
             devices.push(Arc::new(FileDevice::open(
                 &name,
                 stored.file_path.as_ref(),
                 false,
                 &stored.description,
                 Arc::clone(&keys),
+                head,
             )?));
         }
         *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Some(keys);
@@ -107,12 +111,22 @@ impl AuditBroker {
         Ok(())
     }
 
-    /// Closes every device and drops the keys.
-    pub fn seal(&self) {
-        self.devices
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+    /// Records every device's chain head in the barrier (so a log cut or replaced while the
+    /// vault is down is noticed, and a rotated file continues the chain), then closes the
+    /// devices and drops the keys.
+    pub fn seal(&self, barrier: &Barrier) {
+        let devices = std::mem::take(&mut *self.devices.write().unwrap_or_else(|p| p.into_inner()));
+        for device in &devices {
+            let stored = serde_json::to_vec(&device.head())
+                .map_err(|e| ApiError::internal(e.to_string()))
+                .and_then(|body| {
+                    Ok(barrier.put(&head_record(device.name())?, &body, Expect::Any)?)
+                });
+            if let Err(e) = stored {
+                tracing::warn!(device = device.name(), error = %e, "could not record the audit chain head");
+            }
+        }
+        drop(devices);
         *self.keys.write().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
@@ -227,6 +241,7 @@ impl AuditBroker {
             false,
             description,
             keys,
+            stored_head(barrier, name)?,
         )?);
         let stored = StoredDevice {
             file_path: file_path.to_string(),
@@ -330,6 +345,24 @@ fn stored_devices(barrier: &Barrier) -> Result<Vec<(String, StoredDevice)>, ApiE
         out.push((id.path.trim_start_matches("device/").to_string(), stored));
     }
     Ok(out)
+}
+
+fn head_record(name: &str) -> Result<RecordId, ApiError> {
+    Ok(RecordId::new(
+        RecordKind::AuditKey,
+        MountId::SYSTEM,
+        format!("head/{name}"),
+        0,
+    )?)
+}
+
+fn stored_head(barrier: &Barrier, name: &str) -> Result<Option<device::Head>, ApiError> {
+    let Some(record) = barrier.get(&head_record(name)?)? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&record.value)
+        .map(Some)
+        .map_err(|e| ApiError::internal(format!("audit chain head of {name} does not parse: {e}")))
 }
 
 fn device_record(name: &str) -> Result<RecordId, ApiError> {

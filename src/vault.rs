@@ -175,7 +175,7 @@ impl Vault {
 
     /// Seals: audit devices closed, caches dropped, keys zeroized.
     pub fn seal_now(&self) {
-        self.audit.seal();
+        self.audit.seal(&self.barrier);
         self.mounts.clear();
         self.policies.clear_cache();
         self.seal.seal();

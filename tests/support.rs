@@ -188,6 +188,22 @@ impl TestVault {
         }
     }
 
+    /// Sends a signal (`HUP`, `TERM`, …) to the daemon.
+    pub fn signal(&self, name: &str) {
+        let child = self.child.as_ref().expect("the daemon is not running");
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// A client for this vault that trusts `ca` instead of the vault's own CA.
+    pub fn client_trusting(&self, ca: &Path) -> Client {
+        client_for(ca)
+    }
+
     /// Kills the daemon with SIGKILL.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -196,7 +212,7 @@ impl TestVault {
         }
     }
 
-    /// Stops and starts the daemon again on the same directory.
+    /// Stops (if running) and starts the daemon again on the same directory.
     pub fn restart(&mut self) {
         self.stop();
         self.addr.clear();

@@ -4,11 +4,11 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::SystemTime;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::{AuditKeys, CHECKPOINT_CONTEXT};
@@ -28,16 +28,31 @@ pub struct FileDevice {
     description: String,
     queue: Option<mpsc::Sender<(Map<String, Value>, Reply)>>,
     writer: Option<JoinHandle<()>>,
+    head: Arc<Mutex<Head>>,
+}
+
+/// The end of a device's chain: the last line's sequence number and SHA-256.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Head {
+    /// The sequence number of the last line.
+    pub seq: u64,
+    /// The SHA-256 of the last line, hex in JSON.
+    #[serde(with = "hex::serde")]
+    pub hash: [u8; 32],
 }
 
 impl FileDevice {
-    /// Opens (creating with mode 0600) the log file and continues its chain.
+    /// Opens (creating with mode 0600) the log file and continues its chain: from the file's
+    /// last line, or, for a new empty file (after rotation), from `stored`, the head kept in
+    /// the barrier when the device was last closed. A file whose end differs from `stored`
+    /// was changed while the vault was not writing it; that is logged as an error.
     pub fn open(
         name: &str,
         path: &Path,
         declared: bool,
         description: &str,
         keys: Arc<AuditKeys>,
+        stored: Option<Head>,
     ) -> Result<Self, ApiError> {
         let unavailable = |e: io::Error| {
             ApiError::bad_request(format!("cannot open audit file {}: {e}", path.display()))
@@ -49,7 +64,25 @@ impl FileDevice {
             .mode(0o600)
             .open(path)
             .map_err(unavailable)?;
-        let (seq, prev) = chain_head(&mut file).map_err(unavailable)?;
+        let found = chain_head(&mut file).map_err(unavailable)?;
+        let head = match (found, stored) {
+            (None, Some(stored)) => stored,
+            (None, None) => Head {
+                seq: 0,
+                hash: [0; 32],
+            },
+            (Some(found), Some(stored)) if found != stored => {
+                tracing::error!(
+                    device = name,
+                    path = %path.display(),
+                    expected_seq = stored.seq,
+                    found_seq = found.seq,
+                    "the audit file does not end where the vault left it: it was truncated, appended to or replaced while closed"
+                );
+                found
+            }
+            (Some(found), _) => found,
+        };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             File::open(parent)
                 .and_then(|d| d.sync_all())
@@ -57,11 +90,13 @@ impl FileDevice {
         }
         let (queue, jobs) = mpsc::channel();
         let thread_name = format!("vaultd-audit-{name}");
+        let shared = Arc::new(Mutex::new(head));
         let mut chain = Chain {
             file,
-            seq,
-            prev,
+            seq: head.seq,
+            prev: head.hash,
             keys,
+            head: Arc::clone(&shared),
         };
         let writer = std::thread::Builder::new()
             .name(thread_name)
@@ -74,7 +109,13 @@ impl FileDevice {
             description: description.to_string(),
             queue: Some(queue),
             writer: Some(writer),
+            head: shared,
         })
+    }
+
+    /// The end of the chain as last made durable.
+    pub fn head(&self) -> Head {
+        *self.head.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The device's name.
@@ -126,6 +167,7 @@ struct Chain {
     seq: u64,
     prev: [u8; 32],
     keys: Arc<AuditKeys>,
+    head: Arc<Mutex<Head>>,
 }
 
 impl Chain {
@@ -145,14 +187,27 @@ impl Chain {
                 self.append(entry, &mut buffer);
             }
             self.append_checkpoint(&mut buffer);
+            let length = self.file.metadata().map(|m| m.len()).ok();
             let result = self
                 .file
                 .write_all(&buffer)
                 .and_then(|()| self.file.sync_data());
-            if result.is_err() {
-                // Nothing of this group counts: the next group chains from the last durable line.
-                self.seq = seq;
-                self.prev = prev;
+            match &result {
+                Ok(()) => {
+                    *self.head.lock().unwrap_or_else(|p| p.into_inner()) = Head {
+                        seq: self.seq,
+                        hash: self.prev,
+                    };
+                }
+                Err(_) => {
+                    // Nothing of this group counts: cut off what was written of it, and chain
+                    // the next group from the last durable line.
+                    if let Some(length) = length {
+                        let _ = self.file.set_len(length);
+                    }
+                    self.seq = seq;
+                    self.prev = prev;
+                }
             }
             let reply = result.map_err(|e| e.to_string());
             for (_, sender) in group.drain(..) {
@@ -191,11 +246,12 @@ impl Chain {
     }
 }
 
-/// The sequence number and hash of the last line of an existing log, to continue its chain.
-fn chain_head(file: &mut File) -> io::Result<(u64, [u8; 32])> {
+/// The sequence number and hash of the last line of an existing log, to continue its chain;
+/// `None` for an empty file.
+fn chain_head(file: &mut File) -> io::Result<Option<Head>> {
     let len = file.seek(SeekFrom::End(0))?;
     if len == 0 {
-        return Ok((0, [0; 32]));
+        return Ok(None);
     }
     let start = len.saturating_sub(256 * 1024);
     file.seek(SeekFrom::Start(start))?;
@@ -215,5 +271,8 @@ fn chain_head(file: &mut File) -> io::Result<(u64, [u8; 32])> {
         // A torn last line: start a new line so the next entry stays parseable.
         file.write_all(b"\n")?;
     }
-    Ok((seq, sha256(last)))
+    Ok(Some(Head {
+        seq,
+        hash: sha256(last),
+    }))
 }

@@ -273,3 +273,36 @@ fn an_unwritable_only_sink_fails_closed_and_changes_nothing() {
         "the refused write was applied"
     );
 }
+
+#[test]
+fn a_rotated_file_continues_the_chain() {
+    let mut vault = TestVault::dev();
+    vault.root("POST", "secret/data/a", Some(json!({"data": {"v": 1}})));
+    vault.stop();
+    std::fs::rename(vault.path("audit.log"), vault.path("audit.log.1")).unwrap();
+    vault.restart();
+    vault.root("POST", "secret/data/b", Some(json!({"data": {"v": 2}})));
+    let key = vault.root("GET", "sys/audit-public-key", None);
+    let key = key.body["data"]["public_key"].as_str().unwrap().to_string();
+    let output = Command::new(env!("CARGO_BIN_EXE_vaultd"))
+        .args(["audit", "verify", "--public-key", &key])
+        .arg(vault.path("audit.log.1"))
+        .arg(vault.path("audit.log"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    // Out of order, the files do not chain.
+    let (ok, _) = verify(&key, &vault.path("audit.log"));
+    assert!(ok, "a rotated file verifies on its own from its first line");
+    let output = Command::new(env!("CARGO_BIN_EXE_vaultd"))
+        .args(["audit", "verify", "--public-key", &key])
+        .arg(vault.path("audit.log"))
+        .arg(vault.path("audit.log.1"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+}

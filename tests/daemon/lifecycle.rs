@@ -146,3 +146,38 @@ fn invalid_configuration_is_refused_naming_the_key() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("burst_per_adress"), "{stderr}");
 }
+
+#[test]
+fn sighup_reloads_the_certificate_and_keeps_the_old_one_if_the_new_is_bad() {
+    let vault = TestVault::dev();
+    let fresh = tempfile::tempdir().unwrap();
+    let (config, paths) =
+        vaultd::dev::prepare(fresh.path(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let new_client = vault.client_trusting(&paths.ca_cert);
+    let health = format!("{}/v1/sys/health", vault.addr);
+    assert!(
+        new_client.get(&health).send().is_err(),
+        "the new CA is trusted before the reload"
+    );
+
+    std::fs::copy(&config.listener.tls_cert_file, vault.path("server.pem")).unwrap();
+    std::fs::copy(&config.listener.tls_key_file, vault.path("server-key.pem")).unwrap();
+    vault.signal("HUP");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while new_client.get(&health).send().is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new certificate was not served after SIGHUP"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    // A broken certificate file is refused and the current one stays in service.
+    std::fs::write(vault.path("server.pem"), "not a certificate").unwrap();
+    vault.signal("HUP");
+    for _ in 0..20 {
+        let reply = new_client.get(&health).send().unwrap();
+        assert_eq!(reply.status(), 200);
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+}
