@@ -12,7 +12,6 @@
 //! within the configured time fails closed with 500 `audit log unavailable`.
 
 mod device;
-pub mod verify;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -33,8 +32,9 @@ use crate::crypto::{self, hmac_sha256};
 /// The prefix of an HMAC'd string in audit entries.
 pub const HMAC_PREFIX: &str = "hmac-sha256:";
 
-/// The signed message of a checkpoint: this prefix, the sequence number and the head hash.
-pub const CHECKPOINT_CONTEXT: &str = "vaultd-audit-checkpoint/v1";
+/// Offline verification of audit files, shared with `vaultctl`.
+pub use vaultd_client::audit as verify;
+pub use vaultd_client::audit::CHECKPOINT_CONTEXT;
 
 /// The audit keys, loaded from the barrier at unseal. No `Debug`.
 pub(crate) struct AuditKeys {

@@ -121,6 +121,8 @@ fn make_certificates(ca_path: &Path, cert_path: &Path, key_path: &Path) -> Resul
         .push(SanType::IpAddress(std::net::Ipv6Addr::LOCALHOST.into()));
     server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     server.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    // RFC 5280 §4.2.1.1 requires the issuer's key identifier; strict validators insist.
+    server.use_authority_key_identifier_extension = true;
     let server_key = KeyPair::generate().map_err(fail)?;
     let server_cert = server.signed_by(&server_key, &ca).map_err(fail)?;
 

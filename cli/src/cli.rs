@@ -1,27 +1,345 @@
-//! The command-line definitions, kept in one place so that shell completions and manual pages
-//! can be generated from them.
+//! The command-line definitions, kept in one place so that shell completions and the manual
+//! page are generated from them.
 
-use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use clap_complete::Shell;
+
+const EXIT_CODES: &str =
+    "Exit codes: 0 success, 1 error, 2 the vault is sealed or the command line is wrong.";
 
 /// The command-line client of vaultd.
 #[derive(Parser)]
-#[command(name = "vaultctl", version, about)]
+#[command(name = "vaultctl", version, about, after_help = EXIT_CODES)]
 pub struct Cli {
+    /// Connection settings.
+    #[command(flatten)]
+    pub connection: Connection,
+
+    /// Output: a table for people, the API's JSON, or NAME=value lines for shells.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+
+    /// Print only this field's bare value, for scripts.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub field: Option<String>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// How to reach the vault. Flags override the environment.
+#[derive(Args, Clone)]
+pub struct Connection {
+    /// The vault's address, https://host:port.
+    #[arg(long, global = true, env = "VAULT_ADDR", value_name = "URL")]
+    pub address: Option<String>,
+
+    /// A CA certificate (PEM) to verify the vault's certificate with.
+    #[arg(long, global = true, env = "VAULT_CACERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+
+    /// A client certificate (PEM) for mutual TLS.
+    #[arg(long, global = true, env = "VAULT_CLIENT_CERT", value_name = "FILE")]
+    pub client_cert: Option<PathBuf>,
+
+    /// The client certificate's key (PEM).
+    #[arg(long, global = true, env = "VAULT_CLIENT_KEY", value_name = "FILE")]
+    pub client_key: Option<PathBuf>,
+
+    /// Accept any server certificate. Anyone on the path can then read every secret and
+    /// token sent; only for throwaway test set-ups.
+    #[arg(long, global = true)]
+    pub dangerous_skip_tls_verify: bool,
+}
+
+/// Output formats.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// An aligned table.
+    Table,
+    /// The API's JSON data.
+    Json,
+    /// NAME=value lines, shell-quoted.
+    Env,
+}
+
 /// The subcommands.
 #[derive(Subcommand)]
 pub enum Command {
+    /// Show whether the vault is initialised and sealed.
+    #[command(after_help = "Example: vaultctl status\n\nExit code 2 means the vault is sealed.")]
+    Status,
+
+    /// Initialise, unseal and seal the vault.
+    #[command(subcommand)]
+    Operator(Operator),
+
+    /// Save a token for later commands (to a 0600 file in your config directory).
+    #[command(
+        after_help = "Example: vaultctl login           (asks for the token without echo)\n         vaultctl login - < token.txt"
+    )]
+    Login {
+        /// `-` to read the token from standard input, `@file` to read it from a file;
+        /// otherwise it is asked for.
+        #[arg(value_name = "-|@FILE")]
+        stdin: Option<String>,
+    },
+
+    /// Forget the saved token.
+    #[command(after_help = "Example: vaultctl logout")]
+    Logout,
+
+    /// Write a new version of a KV secret.
+    #[command(
+        after_help = "Examples:\n  vaultctl put secret/openai/prod api_key          (asks for the value without echo)\n  vaultctl put secret/openai/prod api_key=- < key.txt\n  vaultctl put secret/app/db password=@password.txt user=app\n\nA value typed as key=value is visible to other users of this machine while the command runs; prefer a prompt, - or @file for secrets."
+    )]
+    Put {
+        /// The secret's path, including its mount (secret/…).
+        path: String,
+        /// Fields: key (asked for), key=- (standard input), key=@file, or key=value.
+        #[arg(required = true, value_name = "KEY[=VALUE]")]
+        fields: Vec<String>,
+        /// Write only if the current version is this one (0: only if the secret is new).
+        #[arg(long)]
+        cas: Option<u64>,
+    },
+
+    /// Read a KV secret.
+    #[command(
+        after_help = "Examples:\n  vaultctl get secret/openai/prod\n  vaultctl get secret/openai/prod --field api_key\n  vaultctl get secret/openai/prod --version 2 --format json"
+    )]
+    Get {
+        /// The secret's path.
+        path: String,
+        /// Read this version instead of the latest.
+        #[arg(long)]
+        version: Option<u64>,
+    },
+
+    /// List the secrets under a path.
+    #[command(after_help = "Example: vaultctl list secret/openai/")]
+    List {
+        /// The directory path.
+        prefix: String,
+    },
+
+    /// Soft-delete versions of a secret (the latest when no version is given).
+    #[command(
+        after_help = "Examples:\n  vaultctl delete secret/app/db\n  vaultctl delete secret/app/db --versions 1,2"
+    )]
+    Delete(Versions),
+
+    /// Bring back soft-deleted versions.
+    #[command(after_help = "Example: vaultctl undelete secret/app/db --versions 3")]
+    Undelete(RequiredVersions),
+
+    /// Destroy versions for good.
+    #[command(after_help = "Example: vaultctl destroy secret/app/db --versions 1")]
+    Destroy(RequiredVersions),
+
+    /// Show a secret's versions and metadata.
+    #[command(after_help = "Example: vaultctl versions secret/app/db")]
+    Versions {
+        /// The secret's path.
+        path: String,
+    },
+
+    /// Create, look up and revoke tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+
+    /// Write, read, list and delete ACL policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+
+    /// Verify and read audit logs.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+
+    /// Run a command with secrets in its environment.
+    #[command(
+        after_help = "Example:\n  vaultctl exec --env OPENAI_API_KEY=secret/openai/prod#api_key -- ./server --port 8080\n\nEvery value is fetched before the command starts; if one is missing the command does not start.\nThe command replaces vaultctl, so signals and the exit code are its own."
+    )]
+    Exec {
+        /// NAME=path#field, repeatable.
+        #[arg(long = "env", required = true, value_name = "NAME=PATH#FIELD")]
+        env: Vec<String>,
+        /// How long to wait for a sealed or unreachable vault, in seconds.
+        #[arg(long, default_value_t = 30)]
+        wait: u64,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+
     /// Print a shell completion script.
-    ///
-    /// Example: `vaultctl completions bash > /etc/bash_completion.d/vaultctl`
+    #[command(after_help = "Example: vaultctl completions bash > /etc/bash_completion.d/vaultctl")]
     Completions {
-        /// The shell to complete for.
+        /// The shell.
         shell: Shell,
+    },
+
+    /// Print the manual page (roff).
+    #[command(after_help = "Example: vaultctl man > /usr/local/share/man/man1/vaultctl.1")]
+    Man,
+}
+
+/// `operator` subcommands.
+#[derive(Subcommand)]
+pub enum Operator {
+    /// Initialise a new vault: prints the unseal shares and the root token, once.
+    #[command(after_help = "Example: vaultctl operator init --shares 5 --threshold 3")]
+    Init {
+        /// Shares to split the unseal key into.
+        #[arg(long, default_value_t = 5)]
+        shares: u8,
+        /// Shares needed to unseal.
+        #[arg(long, default_value_t = 3)]
+        threshold: u8,
+    },
+    /// Submit one unseal share.
+    #[command(
+        after_help = "Examples:\n  vaultctl operator unseal          (asks for the share without echo)\n  vaultctl operator unseal - < share.txt"
+    )]
+    Unseal {
+        /// `-` to read the share from standard input, `@file` to read it from a file;
+        /// otherwise it is asked for.
+        #[arg(value_name = "-|@FILE")]
+        stdin: Option<String>,
+        /// Forget the shares submitted so far.
+        #[arg(long)]
+        reset: bool,
+    },
+    /// Seal the vault now.
+    #[command(after_help = "Example: vaultctl operator seal")]
+    Seal,
+}
+
+/// A path and optional versions.
+#[derive(Args)]
+pub struct Versions {
+    /// The secret's path.
+    pub path: String,
+    /// Versions, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub versions: Vec<u64>,
+}
+
+/// A path and required versions.
+#[derive(Args)]
+pub struct RequiredVersions {
+    /// The secret's path.
+    pub path: String,
+    /// Versions, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub versions: Vec<u64>,
+}
+
+/// `token` subcommands.
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Create a token (a child of yours).
+    #[command(after_help = "Example: vaultctl token create --policy openai-reader --ttl 1h")]
+    Create {
+        /// A policy to attach; repeatable.
+        #[arg(long = "policy")]
+        policies: Vec<String>,
+        /// Time to live (90s, 1h, …).
+        #[arg(long)]
+        ttl: Option<String>,
+        /// Uses allowed (0: unlimited).
+        #[arg(long, default_value_t = 0)]
+        num_uses: u64,
+        /// A name for logs.
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Create without a parent (needs sudo).
+        #[arg(long)]
+        orphan: bool,
+    },
+    /// Look up your token, or one by its accessor.
+    #[command(
+        after_help = "Examples:\n  vaultctl token lookup\n  vaultctl token lookup --accessor 7fK2…"
+    )]
+    Lookup {
+        /// The accessor of the token to look up.
+        #[arg(long)]
+        accessor: Option<String>,
+    },
+    /// Revoke a token by its accessor, or your own with --self; its children go too.
+    #[command(
+        after_help = "Examples:\n  vaultctl token revoke --accessor 7fK2…\n  vaultctl token revoke --self"
+    )]
+    Revoke {
+        /// The accessor of the token to revoke.
+        #[arg(long, conflicts_with = "self_")]
+        accessor: Option<String>,
+        /// Revoke the token in use.
+        #[arg(long = "self")]
+        self_: bool,
+    },
+}
+
+/// `policy` subcommands.
+#[derive(Subcommand)]
+pub enum PolicyCommand {
+    /// Write a policy from a file (HCL or JSON), or `-` for standard input.
+    #[command(after_help = "Example: vaultctl policy write openai-reader openai-reader.hcl")]
+    Write {
+        /// The policy's name.
+        name: String,
+        /// The file, or `-`.
+        file: PathBuf,
+    },
+    /// Print a policy.
+    #[command(after_help = "Example: vaultctl policy read openai-reader")]
+    Read {
+        /// The policy's name.
+        name: String,
+    },
+    /// List policies.
+    #[command(after_help = "Example: vaultctl policy list")]
+    List,
+    /// Delete a policy.
+    #[command(after_help = "Example: vaultctl policy delete openai-reader")]
+    Delete {
+        /// The policy's name.
+        name: String,
+    },
+}
+
+/// `audit` subcommands.
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Check audit files offline; names the first bad line.
+    #[command(
+        after_help = "Example: vaultctl audit verify --public-key \"$(vaultctl audit public-key)\" audit.log.1 audit.log"
+    )]
+    Verify {
+        /// The audit signing public key (base64).
+        #[arg(long)]
+        public_key: String,
+        /// The files, oldest first.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print the audit signing public key.
+    #[command(
+        name = "public-key",
+        after_help = "Example: vaultctl audit public-key > audit-key.txt"
+    )]
+    PublicKey,
+    /// Show the last entries of an audit file as a table.
+    #[command(after_help = "Example: vaultctl audit tail /var/log/vaultd/audit.log -n 50")]
+    Tail {
+        /// The audit file.
+        file: PathBuf,
+        /// How many entries.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: usize,
     },
 }
 
@@ -34,5 +352,27 @@ mod tests {
     #[test]
     fn definitions_are_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_command_has_an_example() {
+        fn walk(command: &clap::Command) {
+            for sub in command.get_subcommands() {
+                if sub.get_subcommands().next().is_some() {
+                    walk(sub);
+                } else if sub.get_name() != "help" {
+                    let help = sub
+                        .get_after_help()
+                        .map(|h| h.to_string())
+                        .unwrap_or_default();
+                    assert!(
+                        help.contains("Example"),
+                        "vaultctl {} has no example",
+                        sub.get_name()
+                    );
+                }
+            }
+        }
+        walk(&Cli::command());
     }
 }

@@ -1,20 +1,582 @@
 //! `vaultctl`, the command-line client of vaultd.
 
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
 mod cli;
+mod input;
+mod output;
 
-use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
+use anyhow::{Context, Result, anyhow, bail};
 use clap::{CommandFactory, Parser};
+use serde_json::{Value, json};
+use vaultd_client::{Client, ClientError, Settings};
+use zeroize::Zeroizing;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{AuditCommand, Cli, Command, Connection, Operator, PolicyCommand, TokenCommand};
+use crate::output::Output;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "vaultctl", &mut io::stdout());
-            ExitCode::SUCCESS
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("vaultctl: {error:#}");
+            if let Some(hint) = hint(&error) {
+                eprintln!("vaultctl: {hint}");
+            }
+            let sealed = error
+                .downcast_ref::<ClientError>()
+                .is_some_and(|e| matches!(e, ClientError::Sealed));
+            ExitCode::from(if sealed { 2 } else { 1 })
         }
     }
+}
+
+/// What to do about the common mistakes.
+fn hint(error: &anyhow::Error) -> Option<String> {
+    let text = format!("{error:#}");
+    if let Some(client) = error.downcast_ref::<ClientError>() {
+        return match client {
+            ClientError::NoAddress => Some("set VAULT_ADDR, e.g. export VAULT_ADDR=https://127.0.0.1:8200 (vaultd dev prints it)".into()),
+            ClientError::NotHttps(_) => Some("use the https:// address; vaultd has no plaintext listener".into()),
+            ClientError::Sealed => Some("unseal it with `vaultctl operator unseal` (once per share)".into()),
+            ClientError::Unreachable { .. } if text.contains("certificate") || text.contains("UnknownIssuer") => {
+                Some("set VAULT_CACERT to the CA that signed the vault's certificate (vaultd dev prints it)".into())
+            }
+            ClientError::Unreachable { .. } => Some("check VAULT_ADDR and that vaultd is running".into()),
+            ClientError::Api { status: 403, path, .. } => Some(format!(
+                "your token is missing, expired or revoked, or no policy of it grants this on {path}: log in again with `vaultctl login`, or ask for a policy"
+            )),
+            _ => None,
+        };
+    }
+    None
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let format = cli.format;
+    let field = cli.field.as_deref();
+    let connection = cli.connection;
+    let output = match cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "vaultctl",
+                &mut std::io::stdout(),
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Audit(AuditCommand::Verify { public_key, files }) => {
+            return match vaultd_client::audit::verify(&files, &public_key) {
+                Ok(report) => {
+                    println!(
+                        "ok: {} lines, {} signed checkpoints",
+                        report.lines, report.checkpoints
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(failure) => Err(anyhow!("verification FAILED at {failure}")),
+            };
+        }
+        Command::Audit(AuditCommand::Tail { file, lines }) => audit_tail(&file, lines)?,
+        Command::Logout => {
+            let path = token_file()?;
+            match std::fs::remove_file(&path) {
+                Ok(()) => eprintln!("removed {}", path.display()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => eprintln!("no saved token"),
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot remove {}", path.display()));
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Exec { env, wait, command } => return exec(&connection, &env, wait, &command),
+        command => {
+            let client = client(&connection, Duration::ZERO)?;
+            let (output, code) = api_command(&client, command)?;
+            output.print(format, field)?;
+            return Ok(code);
+        }
+    };
+    output.print(format, field)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The commands that talk to the vault.
+fn api_command(client: &Client, command: Command) -> Result<(Output, ExitCode)> {
+    let ok = ExitCode::SUCCESS;
+    Ok(match command {
+        Command::Status => {
+            let status = client
+                .request("GET", "sys/seal-status", None)?
+                .unwrap_or_default();
+            let sealed = status["sealed"].as_bool().unwrap_or(true);
+            let rows = [
+                "type",
+                "initialized",
+                "sealed",
+                "t",
+                "n",
+                "progress",
+                "nonce",
+                "version",
+                "storage_type",
+            ]
+            .iter()
+            .map(|k| (rename_status(k).to_string(), status[*k].clone()))
+            .collect();
+            (
+                Output::new(status).section("", rows),
+                if sealed { ExitCode::from(2) } else { ok },
+            )
+        }
+        Command::Operator(Operator::Init { shares, threshold }) => {
+            let answer = client
+                .request(
+                    "PUT",
+                    "sys/init",
+                    Some(&json!({"secret_shares": shares, "secret_threshold": threshold})),
+                )?
+                .unwrap_or_default();
+            let mut rows: Vec<(String, Value)> = answer["keys"]
+                .as_array()
+                .map(|keys| {
+                    keys.iter()
+                        .enumerate()
+                        .map(|(i, k)| (format!("Unseal share {}", i + 1), k.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            rows.push(("Root token".into(), answer["root_token"].clone()));
+            eprintln!(
+                "Keep the shares apart: any {threshold} of them unseal the vault. They are shown only now."
+            );
+            (Output::new(answer).section("", rows), ok)
+        }
+        Command::Operator(Operator::Unseal { stdin, reset }) => {
+            let body = if reset {
+                json!({"reset": true})
+            } else {
+                let share = input::secret(stdin.as_deref(), "Unseal share (will be hidden): ")?;
+                json!({"key": share.as_str()})
+            };
+            let status = client
+                .request("PUT", "sys/unseal", Some(&body))?
+                .unwrap_or_default();
+            let rows = ["sealed", "t", "n", "progress", "nonce"]
+                .iter()
+                .map(|k| (rename_status(k).to_string(), status[*k].clone()))
+                .collect();
+            let sealed = status["sealed"].as_bool().unwrap_or(true);
+            (
+                Output::new(status).section("", rows),
+                if sealed { ExitCode::from(2) } else { ok },
+            )
+        }
+        Command::Operator(Operator::Seal) => {
+            client.request("PUT", "sys/seal", None)?;
+            eprintln!("sealed");
+            (Output::new(Value::Null), ok)
+        }
+        Command::Login { stdin } => {
+            let token = input::secret(stdin.as_deref(), "Token (will be hidden): ")?;
+            let checking = Client::new(client.settings().clone().with_token(token.clone()))?;
+            let me = checking
+                .request("GET", "auth/token/lookup-self", None)?
+                .unwrap_or_default();
+            let path = save_token(&token)?;
+            eprintln!("token saved to {}", path.display());
+            let data = without_id(me["data"].clone());
+            (Output::new(data.clone()).object("", &data), ok)
+        }
+        Command::Put { path, fields, cas } => {
+            let data = input::fields(&fields)?;
+            let version = client.kv_put(&path, data, cas)?;
+            (
+                Output::new(json!({"version": version}))
+                    .section("", vec![("version".into(), json!(version))]),
+                ok,
+            )
+        }
+        Command::Get { path, version } => {
+            let Some(secret) = client.kv_get(&path, version)? else {
+                bail!(
+                    "no secret at {path}{}",
+                    version.map(|v| format!(" version {v}")).unwrap_or_default()
+                );
+            };
+            let json = json!({"data": secret.data, "metadata": secret.metadata});
+            let output = Output::new(json.clone())
+                .object("Metadata", &json["metadata"])
+                .object("Data", &json["data"])
+                .primary();
+            (output, ok)
+        }
+        Command::List { prefix } => {
+            let (mount, rest) = client.kv_mount(&prefix)?;
+            let keys = client.list(&format!("{mount}metadata/{rest}"))?;
+            if keys.is_empty() {
+                bail!("nothing under {prefix}");
+            }
+            let rows = keys
+                .iter()
+                .map(|k| (k.clone(), Value::String(String::new())))
+                .collect();
+            (Output::new(json!({"keys": keys})).section("", rows), ok)
+        }
+        Command::Delete(versions) => {
+            let (mount, rest) = client.kv_mount(&versions.path)?;
+            if versions.versions.is_empty() {
+                client.delete(&format!("{mount}data/{rest}"))?;
+            } else {
+                client.write(
+                    &format!("{mount}delete/{rest}"),
+                    &json!({"versions": versions.versions}),
+                )?;
+            }
+            eprintln!("deleted");
+            (Output::new(Value::Null), ok)
+        }
+        Command::Undelete(versions) => {
+            let (mount, rest) = client.kv_mount(&versions.path)?;
+            client.write(
+                &format!("{mount}undelete/{rest}"),
+                &json!({"versions": versions.versions}),
+            )?;
+            eprintln!("undeleted");
+            (Output::new(Value::Null), ok)
+        }
+        Command::Destroy(versions) => {
+            let (mount, rest) = client.kv_mount(&versions.path)?;
+            client.write(
+                &format!("{mount}destroy/{rest}"),
+                &json!({"versions": versions.versions}),
+            )?;
+            eprintln!("destroyed");
+            (Output::new(Value::Null), ok)
+        }
+        Command::Versions { path } => {
+            let (mount, rest) = client.kv_mount(&path)?;
+            let Some(metadata) = client.read(&format!("{mount}metadata/{rest}"))? else {
+                bail!("no secret at {path}");
+            };
+            let data = metadata["data"].clone();
+            let rows = data["versions"]
+                .as_object()
+                .map(|versions| {
+                    versions
+                        .iter()
+                        .map(|(v, info)| {
+                            let state = if info["destroyed"] == true {
+                                "destroyed".to_string()
+                            } else if info["deletion_time"]
+                                .as_str()
+                                .is_some_and(|t| !t.is_empty())
+                            {
+                                format!(
+                                    "deleted {}",
+                                    info["deletion_time"].as_str().unwrap_or_default()
+                                )
+                            } else {
+                                "current".to_string()
+                            };
+                            (
+                                format!("version {v}"),
+                                json!(format!(
+                                    "{} ({state})",
+                                    info["created_time"].as_str().unwrap_or_default()
+                                )),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut summary = data.clone();
+            if let Some(map) = summary.as_object_mut() {
+                map.remove("versions");
+            }
+            (
+                Output::new(data)
+                    .object("Metadata", &summary)
+                    .section("Versions", rows),
+                ok,
+            )
+        }
+        Command::Token(TokenCommand::Create {
+            policies,
+            ttl,
+            num_uses,
+            display_name,
+            orphan,
+        }) => {
+            let mut body = json!({"policies": policies, "num_uses": num_uses, "no_parent": orphan});
+            if let Some(ttl) = ttl {
+                body["ttl"] = json!(ttl);
+            }
+            if let Some(name) = display_name {
+                body["display_name"] = json!(name);
+            }
+            let answer = client
+                .write("auth/token/create", &body)?
+                .unwrap_or_default();
+            let auth = answer["auth"].clone();
+            let rows = vec![
+                ("token".to_string(), auth["client_token"].clone()),
+                ("token_accessor".to_string(), auth["accessor"].clone()),
+                ("token_duration".to_string(), auth["lease_duration"].clone()),
+                ("token_renewable".to_string(), auth["renewable"].clone()),
+                ("token_policies".to_string(), auth["policies"].clone()),
+            ];
+            (Output::new(auth).section("", rows), ok)
+        }
+        Command::Token(TokenCommand::Lookup { accessor }) => {
+            let answer = match accessor {
+                Some(accessor) => {
+                    client.write("auth/token/lookup-accessor", &json!({"accessor": accessor}))?
+                }
+                None => client.request("GET", "auth/token/lookup-self", None)?,
+            }
+            .unwrap_or_default();
+            let data = without_id(answer["data"].clone());
+            (Output::new(data.clone()).object("", &data), ok)
+        }
+        Command::Token(TokenCommand::Revoke { accessor, self_ }) => {
+            match (accessor, self_) {
+                (Some(accessor), _) => {
+                    client.write("auth/token/revoke-accessor", &json!({"accessor": accessor}))?
+                }
+                (None, true) => client.request("POST", "auth/token/revoke-self", None)?,
+                (None, false) => bail!("say which token: --accessor ACCESSOR, or --self"),
+            };
+            eprintln!("revoked");
+            (Output::new(Value::Null), ok)
+        }
+        Command::Policy(PolicyCommand::Write { name, file }) => {
+            let text = if file.as_os_str() == "-" {
+                input::read_stdin()?.to_string()
+            } else {
+                std::fs::read_to_string(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?
+            };
+            client.request(
+                "PUT",
+                &format!("sys/policies/acl/{name}"),
+                Some(&json!({"policy": text})),
+            )?;
+            eprintln!("policy {name} written");
+            (Output::new(Value::Null), ok)
+        }
+        Command::Policy(PolicyCommand::Read { name }) => {
+            let Some(answer) = client.read(&format!("sys/policies/acl/{name}"))? else {
+                bail!("no policy named {name}");
+            };
+            let data = answer["data"].clone();
+            (
+                Output::new(data.clone())
+                    .section("", vec![("policy".into(), data["policy"].clone())]),
+                ok,
+            )
+        }
+        Command::Policy(PolicyCommand::List) => {
+            let names = client.list("sys/policies/acl")?;
+            let rows = names
+                .iter()
+                .map(|n| (n.clone(), Value::String(String::new())))
+                .collect();
+            (Output::new(json!({"keys": names})).section("", rows), ok)
+        }
+        Command::Policy(PolicyCommand::Delete { name }) => {
+            client.delete(&format!("sys/policies/acl/{name}"))?;
+            eprintln!("policy {name} deleted");
+            (Output::new(Value::Null), ok)
+        }
+        Command::Audit(AuditCommand::PublicKey) => {
+            let answer = client
+                .request("GET", "sys/audit-public-key", None)?
+                .unwrap_or_default();
+            let data = answer["data"].clone();
+            (Output::new(data.clone()).object("", &data), ok)
+        }
+        Command::Audit(_)
+        | Command::Completions { .. }
+        | Command::Man
+        | Command::Logout
+        | Command::Exec { .. } => {
+            bail!("internal: command handled elsewhere")
+        }
+    })
+}
+
+fn rename_status(key: &str) -> &str {
+    match key {
+        "t" => "threshold",
+        "n" => "shares",
+        other => other,
+    }
+}
+
+/// Token lookups carry the token itself in `id`; never print it.
+fn without_id(mut data: Value) -> Value {
+    if let Some(map) = data.as_object_mut() {
+        map.remove("id");
+    }
+    data
+}
+
+fn client(connection: &Connection, wait: Duration) -> Result<Client> {
+    let address = connection
+        .address
+        .clone()
+        .filter(|a| !a.is_empty())
+        .ok_or(ClientError::NoAddress)?;
+    let mut settings = Settings::new(address).wait_for_start(wait);
+    settings.ca_cert = connection.ca_cert.clone();
+    settings.dangerous_skip_verify = connection.dangerous_skip_tls_verify;
+    if connection.dangerous_skip_tls_verify {
+        eprintln!("vaultctl: WARNING: the vault's certificate is not being checked");
+    }
+    if let (Some(cert), Some(key)) = (&connection.client_cert, &connection.client_key) {
+        settings.client_identity = Some((cert.clone(), key.clone()));
+    }
+    settings.token = match std::env::var("VAULT_TOKEN").ok().filter(|t| !t.is_empty()) {
+        Some(token) => Some(Zeroizing::new(token)),
+        None => saved_token()?,
+    };
+    Ok(Client::new(settings)?)
+}
+
+/// Where `vaultctl login` keeps the token: `<config dir>/vaultd/token`, mode 0600.
+fn token_file() -> Result<PathBuf> {
+    let dir = dirs::config_dir()
+        .context("cannot find your config directory (set HOME or XDG_CONFIG_HOME)")?;
+    Ok(dir.join("vaultd").join("token"))
+}
+
+fn saved_token() -> Result<Option<Zeroizing<String>>> {
+    let Ok(path) = token_file() else {
+        return Ok(None);
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(Some(Zeroizing::new(text.trim().to_string()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+fn save_token(token: &str) -> Result<PathBuf> {
+    use std::io::Write as _;
+    let path = token_file()?;
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let _ = std::fs::remove_file(&path);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    writeln!(file, "{token}").with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+/// Fetches every value, then replaces this process with `command`, those values added to its
+/// environment (and the vault token removed from it).
+fn exec(
+    connection: &Connection,
+    specs: &[String],
+    wait: u64,
+    command: &[String],
+) -> Result<ExitCode> {
+    let client = client(connection, Duration::from_secs(wait))?;
+    let mut values: Vec<(String, Zeroizing<String>)> = Vec::new();
+    let mut secrets: std::collections::HashMap<String, vaultd_client::KvSecret> =
+        std::collections::HashMap::new();
+    for spec in specs {
+        let (name, source) = spec
+            .split_once('=')
+            .with_context(|| format!("--env {spec:?}: expected NAME=path#field"))?;
+        let (path, field) = source
+            .rsplit_once('#')
+            .with_context(|| format!("--env {spec:?}: expected NAME=path#field"))?;
+        if name.is_empty()
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || name.starts_with(|c: char| c.is_ascii_digit())
+        {
+            bail!("--env {spec:?}: {name:?} is not a valid environment variable name");
+        }
+        if !secrets.contains_key(path) {
+            let secret = client.kv_get(path, None)?.with_context(|| {
+                format!(
+                    "no secret at {path}; {name} would be missing, so the command was not started"
+                )
+            })?;
+            secrets.insert(path.to_string(), secret);
+        }
+        let value = secrets[path].field(field).with_context(|| format!("secret {path} has no field {field:?}; {name} would be missing, so the command was not started"))?;
+        values.push((name.to_string(), Zeroizing::new(value)));
+    }
+    let (program, arguments) = command.split_first().context("no command to run")?;
+    let mut child = std::process::Command::new(program);
+    child.args(arguments).env_remove("VAULT_TOKEN");
+    for (name, value) in &values {
+        child.env(name, value.as_str());
+    }
+    let error = child.exec();
+    Err(error).with_context(|| format!("cannot run {program}"))
+}
+
+fn audit_tail(file: &std::path::Path, lines: usize) -> Result<Output> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let entries: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["type"] != "checkpoint")
+        .collect();
+    let start = entries.len().saturating_sub(lines);
+    let rows = entries[start..]
+        .iter()
+        .map(|e| {
+            let summary = format!(
+                "{} {} {} {} {}{}",
+                e["type"].as_str().unwrap_or("?"),
+                e["request"]["operation"].as_str().unwrap_or("?"),
+                e["request"]["path"].as_str().unwrap_or("?"),
+                e["response"]["status"]
+                    .as_u64()
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                e["auth"]["accessor"]
+                    .as_str()
+                    .filter(|a| !a.is_empty())
+                    .unwrap_or("(no token)"),
+                e["error"]
+                    .as_str()
+                    .filter(|s| !s.is_empty())
+                    .map(|s| format!(" error: {s}"))
+                    .unwrap_or_default(),
+            );
+            (
+                e["time"].as_str().unwrap_or("?").to_string(),
+                Value::String(summary),
+            )
+        })
+        .collect();
+    Ok(Output::new(Value::Array(entries[start..].to_vec())).section("", rows))
 }

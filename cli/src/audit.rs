@@ -1,4 +1,4 @@
-//! Offline verification of audit files: `vaultd audit verify --public-key K FILE…`.
+//! Offline verification of audit files (`vaultctl audit verify`, `vaultd audit verify`).
 //!
 //! Walks the lines of the files in order and checks that each line's `chain.prev` is the
 //! SHA-256 of the line before it, that sequence numbers rise by one, that every checkpoint's
@@ -15,8 +15,14 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use ring::signature::{ED25519, UnparsedPublicKey};
 use serde_json::Value;
 
-use super::CHECKPOINT_CONTEXT;
-use crate::crypto::sha256;
+/// The signed message of a checkpoint: this prefix, the sequence number and the head hash.
+pub const CHECKPOINT_CONTEXT: &str = "vaultd-audit-checkpoint/v1";
+
+fn sha256(data: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, data).as_ref());
+    out
+}
 
 /// What a successful verification covered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
