@@ -13,6 +13,7 @@
 
 mod device;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -60,6 +61,10 @@ pub struct AuditBroker {
     devices: RwLock<Vec<Arc<FileDevice>>>,
     keys: RwLock<Option<Arc<AuditKeys>>>,
     timeout: Duration,
+    // Set once the devices of an unseal are open, cleared first thing at seal: while it is
+    // clear nothing can be audited, so nothing may happen (no window at unseal or seal in
+    // which requests would be served unaudited).
+    ready: AtomicBool,
 }
 
 impl AuditBroker {
@@ -69,6 +74,7 @@ impl AuditBroker {
             devices: RwLock::new(Vec::new()),
             keys: RwLock::new(None),
             timeout,
+            ready: AtomicBool::new(false),
         }
     }
 
@@ -108,6 +114,7 @@ impl AuditBroker {
         }
         *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Some(keys);
         *self.devices.write().unwrap_or_else(|p| p.into_inner()) = devices;
+        self.ready.store(true, Ordering::Release);
         Ok(())
     }
 
@@ -115,6 +122,7 @@ impl AuditBroker {
     /// vault is down is noticed, and a rotated file continues the chain), then closes the
     /// devices and drops the keys.
     pub fn seal(&self, barrier: &Barrier) {
+        self.ready.store(false, Ordering::Release);
         let devices = std::mem::take(&mut *self.devices.write().unwrap_or_else(|p| p.into_inner()));
         for device in &devices {
             let stored = serde_json::to_vec(&device.head())
@@ -167,6 +175,9 @@ impl AuditBroker {
     /// Writes `entry` to every device and returns once one of them has made it durable. With
     /// no device enabled there is nothing to write.
     pub fn log(&self, entry: Map<String, Value>) -> Result<(), ApiError> {
+        if !self.ready.load(Ordering::Acquire) {
+            return Err(ApiError::audit_unavailable());
+        }
         let devices = self
             .devices
             .read()
@@ -272,10 +283,14 @@ impl AuditBroker {
         Ok(())
     }
 
-    /// HMACs every string in a JSON value, in place (numbers and booleans stay as they are).
+    /// HMACs every string, number and boolean in a JSON value, in place.
     pub fn hmac_strings(&self, value: &mut Value) -> Result<(), ApiError> {
         match value {
             Value::String(s) => *s = self.hmac(s)?,
+            // A secret can be a number (a PIN) or a boolean: their JSON text is hashed too.
+            Value::Number(_) | Value::Bool(_) => {
+                *value = Value::String(self.hmac(&value.to_string())?)
+            }
             Value::Array(items) => {
                 for item in items {
                     self.hmac_strings(item)?;
@@ -391,4 +406,19 @@ pub fn auth_section(
         "entity_id": "",
         "token_type": if accessor.is_empty() { "" } else { "service" },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: while devices were being closed at seal (and before they were open at
+    /// unseal) entries were accepted with nowhere to go.
+    #[test]
+    fn nothing_is_accepted_before_devices_are_ready() {
+        let broker = AuditBroker::new(Duration::from_secs(1));
+        let err = broker.log(Map::new()).unwrap_err();
+        assert_eq!(err.status, 500);
+        assert_eq!(err.messages, ["audit log unavailable"]);
+    }
 }

@@ -240,6 +240,8 @@ pub enum Expect {
     Absent,
     /// The record must exist at this generation.
     Generation(u64),
+    /// The record must exist, at any generation.
+    Present,
 }
 
 /// One change within [`Barrier::commit`].
@@ -260,6 +262,23 @@ pub enum Change<'a> {
         /// The condition.
         expect: Expect,
     },
+    /// Change nothing, but apply the commit only if `expect` holds for record `id`.
+    Check {
+        /// The record.
+        id: &'a RecordId,
+        /// The condition.
+        expect: Expect,
+    },
+}
+
+impl Change<'_> {
+    fn target(&self) -> (&RecordId, Expect) {
+        match self {
+            Change::Put { id, expect, .. }
+            | Change::Delete { id, expect }
+            | Change::Check { id, expect } => (id, *expect),
+        }
+    }
 }
 
 /// A failure of the barrier.
@@ -424,9 +443,7 @@ impl Barrier {
             let mut batch = Batch::new();
             let mut generations = Vec::with_capacity(changes.len());
             for change in changes {
-                let (id, expect) = match change {
-                    Change::Put { id, expect, .. } | Change::Delete { id, expect } => (id, *expect),
-                };
+                let (id, expect) = change.target();
                 let key = id.storage_key();
                 let current = self.storage.get(&key)?;
                 let generation = match &current {
@@ -443,6 +460,7 @@ impl Barrier {
                     Expect::Any => true,
                     Expect::Absent => generation.is_none(),
                     Expect::Generation(g) => generation == Some(g),
+                    Expect::Present => generation.is_some(),
                 };
                 if !holds {
                     return Err(BarrierError::Conflict {
@@ -465,6 +483,7 @@ impl Barrier {
                         }
                         generations.push(0);
                     }
+                    Change::Check { .. } => generations.push(generation.unwrap_or(0)),
                 }
             }
             match self.storage.apply(batch) {
@@ -477,9 +496,7 @@ impl Barrier {
         }
         let record = changes
             .first()
-            .map(|c| match c {
-                Change::Put { id, .. } | Change::Delete { id, .. } => id.to_string(),
-            })
+            .map(|c| c.target().0.to_string())
             .unwrap_or_default();
         Err(BarrierError::Conflict { record })
     }
@@ -509,6 +526,14 @@ impl Barrier {
     /// Adds a key term and makes it active for new writes.
     pub fn rotate(&self, now: SystemTime) -> Result<KeyTerm, BarrierError> {
         Ok(self.keyring()?.rotate(now)?)
+    }
+
+    fn is_current(&self, keyring: &Keyring) -> bool {
+        self.keyring
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|current| std::ptr::eq(current.as_ref(), keyring))
     }
 
     /// Progress of the current or last rewrap.
@@ -594,6 +619,11 @@ impl Barrier {
         let mut moved = 0;
         let mut after: Option<Vec<u8>> = None;
         loop {
+            // A seal (and perhaps a new unseal) since the rewrap began ends it: this keyring
+            // is no longer the vault's.
+            if !self.is_current(keyring) {
+                return Err(BarrierError::Sealed);
+            }
             let page = self
                 .storage
                 .scan(RECORD_PREFIX, after.as_deref(), REWRAP_PAGE)?;

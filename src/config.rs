@@ -173,6 +173,8 @@ pub struct Security {
     pub allow_init_from_any_address: bool,
     /// Allow running as root.
     pub allow_root: bool,
+    /// Do not lock memory against swapping (Vault's `disable_mlock`).
+    pub disable_mlock: bool,
 }
 
 /// `[log]`

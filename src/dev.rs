@@ -83,6 +83,7 @@ pub fn prepare(dir: &Path, listen: SocketAddr) -> Result<(Config, DevPaths), Str
         security: Security {
             allow_init_from_any_address: false,
             allow_root: true,
+            disable_mlock: false,
         },
         log: LogSection::default(),
     };

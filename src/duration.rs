@@ -3,6 +3,10 @@
 
 use std::time::{Duration, SystemTime};
 
+/// The longest duration accepted: 100 years. Longer ones are refused rather than overflow
+/// timestamps.
+pub const MAX: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// Parses a duration as Vault accepts it: a Go duration string (`"90s"`, `"1h30m"`,
 /// `"1.5h"`, `"0"`), or a bare number of seconds, given as a string or a JSON number.
 pub fn parse(value: &serde_json::Value) -> Result<Duration, String> {
@@ -10,7 +14,10 @@ pub fn parse(value: &serde_json::Value) -> Result<Duration, String> {
         serde_json::Value::Number(n) => n
             .as_u64()
             .map(Duration::from_secs)
-            .ok_or_else(|| format!("invalid duration {n}: expected whole seconds")),
+            .filter(|d| *d <= MAX)
+            .ok_or_else(|| {
+                format!("invalid duration {n}: expected whole seconds, at most 100 years")
+            }),
         serde_json::Value::String(s) => parse_str(s),
         other => Err(format!(
             "invalid duration {other}: expected a string or a number"
@@ -30,7 +37,12 @@ pub fn parse_str(text: &str) -> Result<Duration, String> {
         return Err(invalid());
     }
     if let Ok(seconds) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(seconds));
+        let duration = Duration::from_secs(seconds);
+        return if duration <= MAX {
+            Ok(duration)
+        } else {
+            Err(invalid())
+        };
     }
     let mut total = 0f64;
     let mut rest = text;
@@ -59,7 +71,7 @@ pub fn parse_str(text: &str) -> Result<Duration, String> {
         rest = &rest[unit_len..];
         total += number * scale;
     }
-    if !total.is_finite() || total > u64::MAX as f64 / 2.0 {
+    if !total.is_finite() || total > MAX.as_secs_f64() {
         return Err(invalid());
     }
     Ok(Duration::from_secs_f64(total))
@@ -113,7 +125,17 @@ mod tests {
         assert_eq!(parse_str("1500ms").unwrap(), Duration::from_millis(1500));
         assert_eq!(parse(&json!(60)).unwrap(), Duration::from_secs(60));
         assert_eq!(parse(&json!("60")).unwrap(), Duration::from_secs(60));
-        for bad in ["", "h", "1x", "-5s", "1h-", "s1", "1..5s"] {
+        for bad in [
+            "",
+            "h",
+            "1x",
+            "-5s",
+            "1h-",
+            "s1",
+            "1..5s",
+            "100000000h",
+            "18446744073709551615",
+        ] {
             assert!(parse_str(bad).is_err(), "{bad:?} accepted");
         }
         assert!(parse(&json!(-1)).is_err());

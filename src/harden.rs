@@ -22,3 +22,22 @@ pub fn no_core_dumps() -> Result<(), String> {
 pub fn running_as_root() -> bool {
     rustix::process::geteuid().is_root()
 }
+
+/// Locks the process's memory (current and future pages, as they are touched) so keys never
+/// reach swap. Allowed only when the memory-lock limit is unlimited or the process runs as
+/// root; otherwise locking everything would make later allocations fail, so nothing is locked
+/// and the reason is returned.
+pub fn lock_memory() -> Result<(), String> {
+    use rustix::mm::{MlockAllFlags, mlockall};
+    use rustix::process::{Resource, getrlimit};
+
+    let limit = getrlimit(Resource::Memlock);
+    if limit.current.is_some() && !running_as_root() {
+        return Err(format!(
+            "RLIMIT_MEMLOCK is {} bytes, too little to lock the daemon's memory; set LimitMEMLOCK=infinity (systemd) or grant CAP_IPC_LOCK",
+            limit.current.unwrap_or_default()
+        ));
+    }
+    mlockall(MlockAllFlags::CURRENT | MlockAllFlags::FUTURE | MlockAllFlags::ONFAULT)
+        .map_err(|e| format!("mlockall failed: {e}"))
+}

@@ -20,7 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use zeroize::Zeroizing;
 
 use crate::crypto::{self, Algorithm, CryptoError, KEY_LEN, SecretKey};
-use crate::storage::{Storage, StorageError};
+use crate::storage::{Batch, Storage, StorageError};
 
 /// Where the sealed keyring is stored.
 pub const KEYRING_KEY: &[u8] = b"core/keyring";
@@ -109,6 +109,10 @@ pub enum KeyringError {
     /// Every term number has been used.
     #[error("key terms exhausted")]
     Exhausted,
+    /// The stored keyring is no longer the one this instance wrote (the vault was sealed
+    /// and unsealed meanwhile); nothing was changed.
+    #[error("the stored keyring changed under this instance; the change was not made")]
+    Stale,
 }
 
 /// The unsealed keyring: all live terms, which one is active, and the root key that seals it.
@@ -117,9 +121,10 @@ pub struct Keyring {
     config: KeyringConfig,
     storage: Arc<dyn Storage>,
     terms: RwLock<Terms>,
-    // Serialises changes to the stored record so concurrent reservations and rotations cannot
-    // overwrite each other's writes.
-    persist: Mutex<()>,
+    // Serialises changes to the stored record and holds the bytes last stored, so that every
+    // write is a compare-and-swap: a keyring instance left over from before a seal and unseal
+    // can never overwrite the current one.
+    persist: Mutex<Option<Vec<u8>>>,
 }
 
 struct Terms {
@@ -149,7 +154,7 @@ impl Keyring {
             config,
             storage,
             terms: RwLock::new(Terms { active: first, all }),
-            persist: Mutex::new(()),
+            persist: Mutex::new(None),
         })
     }
 
@@ -166,7 +171,7 @@ impl Keyring {
             config,
             storage,
             terms: RwLock::new(terms),
-            persist: Mutex::new(()),
+            persist: Mutex::new(Some(stored)),
         })
     }
 
@@ -209,51 +214,63 @@ impl Keyring {
 
     /// Adds a new term and makes it active for new writes. Older terms stay readable.
     pub fn rotate(&self, now: SystemTime) -> Result<KeyTerm, KeyringError> {
-        let _persist = self.lock_persist();
-        self.rotate_locked(now)
+        let mut stored = self.lock_persist();
+        self.rotate_locked(&mut stored, now)
     }
 
     /// Removes a term that no record uses any more. The active term is never removed.
     pub fn destroy(&self, number: KeyTerm) -> Result<(), KeyringError> {
-        let _persist = self.lock_persist();
+        let mut stored = self.lock_persist();
         let mut next = self.snapshot();
         if next.active.number == number {
             return Ok(());
         }
         next.all.remove(&number);
-        self.persist_locked(next)
+        self.persist_locked(&mut stored, next)
     }
 
-    /// The keyring sealed under the root key, as stored at [`KEYRING_KEY`].
+    /// The keyring sealed under the root key, for the caller to store at [`KEYRING_KEY`]
+    /// (at init). Later writes expect to find exactly these bytes there.
     pub fn sealed_record(&self) -> Result<Vec<u8>, KeyringError> {
-        encode(&self.root, self.config.algorithm, &self.read_terms())
+        let mut stored = self.lock_persist();
+        let record = encode(&self.root, self.config.algorithm, &self.read_terms(), None)?;
+        *stored = Some(record.clone());
+        Ok(record)
     }
 
     /// Makes wrap number `count` of `term` durable, or rotates if the term is worn out.
     /// Returns whether `term` may be used for this wrap.
     fn reserve_or_rotate(&self, term: &Term, count: u64) -> Result<bool, KeyringError> {
-        let _persist = self.lock_persist();
+        let mut stored = self.lock_persist();
         if count >= self.config.wear_limit {
             if self.read_terms().active.number == term.number {
                 tracing::info!(term = %term.number, wraps = count, "key term reached its wear limit; rotating");
-                self.rotate_locked(SystemTime::now())?;
+                self.rotate_locked(&mut stored, SystemTime::now())?;
             }
             return Ok(false);
         }
         if count > term.reserved.load(Ordering::Acquire) {
             let block = (self.config.wear_limit / 16).clamp(1, 1 << 16);
             let target = count.saturating_add(block).min(self.config.wear_limit);
-            // Store the larger reservation before any wrap beyond the old one is used.
-            let old = term.reserved.swap(target, Ordering::AcqRel);
-            if let Err(e) = self.persist_locked(self.snapshot()) {
-                term.reserved.store(old, Ordering::Release);
-                return Err(e);
-            }
+            // The larger reservation is durable before any wrap beyond the old one is used:
+            // other writers see it only after the store, and wait on the lock until then.
+            let record = encode(
+                &self.root,
+                self.config.algorithm,
+                &self.read_terms(),
+                Some((term.number, target)),
+            )?;
+            self.store(&mut stored, record)?;
+            term.reserved.store(target, Ordering::Release);
         }
         Ok(true)
     }
 
-    fn rotate_locked(&self, now: SystemTime) -> Result<KeyTerm, KeyringError> {
+    fn rotate_locked(
+        &self,
+        stored: &mut Option<Vec<u8>>,
+        now: SystemTime,
+    ) -> Result<KeyTerm, KeyringError> {
         let mut next = self.snapshot();
         let last = next.all.keys().next_back().map_or(0, |t| t.0);
         let number = KeyTerm(last.checked_add(1).ok_or(KeyringError::Exhausted)?);
@@ -266,17 +283,36 @@ impl Keyring {
         });
         next.all.insert(number, Arc::clone(&term));
         next.active = term;
-        self.persist_locked(next)?;
+        self.persist_locked(stored, next)?;
         tracing::info!(term = %number, "key term added and active for new writes");
         Ok(number)
     }
 
     /// Stores `next` and, once it is durable, makes it the live keyring.
-    fn persist_locked(&self, next: Terms) -> Result<(), KeyringError> {
-        let record = encode(&self.root, self.config.algorithm, &next)?;
-        self.storage.put(KEYRING_KEY, &record)?;
+    fn persist_locked(
+        &self,
+        stored: &mut Option<Vec<u8>>,
+        next: Terms,
+    ) -> Result<(), KeyringError> {
+        let record = encode(&self.root, self.config.algorithm, &next, None)?;
+        self.store(stored, record)?;
         *self.terms.write().unwrap_or_else(|p| p.into_inner()) = next;
         Ok(())
+    }
+
+    /// Replaces the stored keyring, but only if it is still the one this instance wrote last.
+    fn store(&self, stored: &mut Option<Vec<u8>>, record: Vec<u8>) -> Result<(), KeyringError> {
+        let batch = Batch::new()
+            .expect(KEYRING_KEY, stored.as_deref())
+            .put(KEYRING_KEY, &record);
+        match self.storage.apply(batch) {
+            Ok(()) => {
+                *stored = Some(record);
+                Ok(())
+            }
+            Err(StorageError::Conflict { .. }) => Err(KeyringError::Stale),
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn snapshot(&self) -> Terms {
@@ -293,7 +329,7 @@ impl Keyring {
         self.terms.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn lock_persist(&self) -> MutexGuard<'_, ()> {
+    fn lock_persist(&self) -> MutexGuard<'_, Option<Vec<u8>>> {
         self.persist.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -306,7 +342,13 @@ fn unix_seconds(time: SystemTime) -> u64 {
 // active term (u32) ‖ count (u32) ‖ count × [term (u32) ‖ created (u64) ‖ reserved (u64) ‖ key].
 const TERM_LEN: usize = 4 + 8 + 8 + KEY_LEN;
 
-fn encode(root: &SecretKey, algorithm: Algorithm, terms: &Terms) -> Result<Vec<u8>, KeyringError> {
+/// Encodes and seals `terms`; `reserve` replaces one term's reservation in the record.
+fn encode(
+    root: &SecretKey,
+    algorithm: Algorithm,
+    terms: &Terms,
+    reserve: Option<(KeyTerm, u64)>,
+) -> Result<Vec<u8>, KeyringError> {
     let mut body = Zeroizing::new(Vec::with_capacity(8 + terms.all.len() * TERM_LEN));
     body.extend_from_slice(&terms.active.number.0.to_be_bytes());
     let count = u32::try_from(terms.all.len()).map_err(|_| KeyringError::Exhausted)?;
@@ -314,7 +356,11 @@ fn encode(root: &SecretKey, algorithm: Algorithm, terms: &Terms) -> Result<Vec<u
     for term in terms.all.values() {
         body.extend_from_slice(&term.number.0.to_be_bytes());
         body.extend_from_slice(&term.created.to_be_bytes());
-        body.extend_from_slice(&term.reserved.load(Ordering::Acquire).to_be_bytes());
+        let reserved = match reserve {
+            Some((number, target)) if number == term.number => target,
+            _ => term.reserved.load(Ordering::Acquire),
+        };
+        body.extend_from_slice(&reserved.to_be_bytes());
         body.extend_from_slice(term.key.expose());
     }
     let mut record = vec![FORMAT, algorithm.id()];

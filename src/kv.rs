@@ -190,7 +190,7 @@ impl KvEngine {
         let mut fields = Fields::new(request);
         let mut config = self.config(mount)?;
         if let Some(max) = fields.u64("max_versions")? {
-            config.max_versions = max;
+            config.max_versions = check_max_versions(max)?;
         }
         if let Some(cas) = fields.bool("cas_required")? {
             config.cas_required = cas;
@@ -299,7 +299,12 @@ impl KvEngine {
             serde_json::from_slice(&record.value).map_err(|e| ApiError::internal(e.to_string()))?;
         merge_patch(&mut merged, &Value::Object(patch));
         let body = serde_json::to_vec(&merged).map_err(|e| ApiError::internal(e.to_string()))?;
-        // Patch always checks that nobody wrote in between, like Vault's.
+        if cas.is_none() && (metadata.cas_required || self.config(mount)?.cas_required) {
+            return Err(ApiError::bad_request(
+                "check-and-set parameter required for this call",
+            ));
+        }
+        // The merge is based on the version just read: write only if it is still current.
         self.store_version(mount, path, &body, Some(cas.unwrap_or(current)), now)
     }
 
@@ -522,7 +527,10 @@ impl KvEngine {
         patch: bool,
     ) -> Result<Response, ApiError> {
         let mut fields = Fields::new(request);
-        let max_versions = fields.u64("max_versions")?;
+        let max_versions = fields
+            .u64("max_versions")?
+            .map(check_max_versions)
+            .transpose()?;
         let cas_required = fields.bool("cas_required")?;
         let delete_after = fields.duration("delete_version_after")?;
         let custom = fields.string_map("custom_metadata")?;
@@ -756,6 +764,19 @@ fn versions_field(request: &Request) -> Result<Vec<u64>, ApiError> {
         return Err(ApiError::bad_request("no version number provided"));
     }
     Ok(versions)
+}
+
+/// The most versions a secret may keep: its metadata lists them all in one record, which
+/// must stay well under the 64 KiB record limit.
+pub const MAX_VERSIONS_LIMIT: u64 = 200;
+
+fn check_max_versions(max: u64) -> Result<u64, ApiError> {
+    if max > MAX_VERSIONS_LIMIT {
+        return Err(ApiError::bad_request(format!(
+            "max_versions above {MAX_VERSIONS_LIMIT} is not supported: a secret's metadata lists every version it keeps in one record"
+        )));
+    }
+    Ok(max)
 }
 
 /// RFC 7386 JSON merge patch.

@@ -117,6 +117,12 @@ fn serve(config: Config, dev: Option<dev::DevPaths>) -> Result<ExitCode, String>
     if let Err(e) = harden::no_core_dumps() {
         tracing::warn!(error = %e, "running with core dumps possible");
     }
+    if !config.security.disable_mlock {
+        match harden::lock_memory() {
+            Ok(()) => tracing::info!("memory locked against swapping"),
+            Err(e) => tracing::warn!(error = %e, "memory is not locked: keys may reach swap"),
+        }
+    }
     if harden::running_as_root() && !config.security.allow_root {
         return Err(
             "refusing to run as root; run as a dedicated user, or set security.allow_root = true"
@@ -194,29 +200,26 @@ async fn run(config: Config, dev: Option<dev::DevPaths>) -> Result<ExitCode, Str
 
 /// Initialises and unseals a dev vault, or unseals a key file vault that is initialised.
 fn start_up(vault: &Vault, dev: Option<&dev::DevPaths>, local: SocketAddr) -> Result<(), String> {
-    let initialized = vault.seal().config().map_err(|e| e.to_string())?.is_some();
-    let key_file = matches!(vault.seal().config(), Ok(Some(c)) if c.seal_type == vaultd::seal::SealType::Keyfile);
+    let config = vault.seal().config().map_err(|e| e.to_string())?;
+    let key_file = config
+        .as_ref()
+        .is_some_and(|c| c.seal_type == vaultd::seal::SealType::Keyfile);
     let Some(dev) = dev else {
-        if initialized && key_file {
-            vault
-                .seal()
-                .unseal_with_key_file()
-                .map_err(|e| e.to_string())?;
-            vault.after_unseal().map_err(|e| e.to_string())?;
+        if key_file {
+            vault.unseal_with_key_file().map_err(|e| e.to_string())?;
         }
         return Ok(());
     };
-    if initialized {
-        vault
-            .seal()
-            .unseal_with_key_file()
-            .map_err(|e| e.to_string())?;
-        vault.after_unseal().map_err(|e| e.to_string())?;
+    if config.is_some() {
+        vault.unseal_with_key_file().map_err(|e| e.to_string())?;
     } else {
-        let (_shares, root) = vault.initialize(1, 1).map_err(|e| e.to_string())?;
+        let initialized = vault.initialize(1, 1).map_err(|e| e.to_string())?;
+        if let Some(warning) = initialized.warnings.first() {
+            return Err(warning.clone());
+        }
         dev::write_file(
             &dev.root_token,
-            format!("{}\n", root.as_str()).as_bytes(),
+            format!("{}\n", initialized.root_token.as_str()).as_bytes(),
             0o600,
         )?;
     }

@@ -181,7 +181,14 @@ impl MountTable {
             created: now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
         };
         let body = serde_json::to_vec(&entry).map_err(|e| ApiError::internal(e.to_string()))?;
-        self.barrier.put(&record(&path)?, &body, Expect::Absent)?;
+        self.barrier
+            .put(&record(&path)?, &body, Expect::Absent)
+            .map_err(|e| match e {
+                crate::barrier::BarrierError::Conflict { .. } => {
+                    ApiError::bad_request(format!("path is already in use at {path}"))
+                }
+                other => other.into(),
+            })?;
         self.entries
             .write()
             .unwrap_or_else(|p| p.into_inner())

@@ -427,8 +427,13 @@ impl PolicyStore {
     }
 }
 
+/// Checks a policy name. Names are taken as they are, never folded: a rule on
+/// `sys/policies/acl/admin` must not be dodged by writing `ADMIN` or `admin%20`.
 fn normalize(name: &str) -> Result<String, ApiError> {
-    let name = name.trim().to_lowercase();
+    let name = name.to_string();
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(ApiError::bad_request("policy names are lower case"));
+    }
     if name.is_empty()
         || name.len() > 128
         || !name

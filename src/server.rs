@@ -187,6 +187,17 @@ impl Server {
             (method, _) if method.as_str() == "LIST" => Operation::List,
             _ => return Err(ApiError::method_not_allowed()),
         };
+        // One canonical path for routing and for policy checks alike: a listing names a
+        // directory and ends in `/`; nothing else does.
+        let path = if operation == Operation::List {
+            if path.ends_with('/') {
+                path
+            } else {
+                format!("{path}/")
+            }
+        } else {
+            path.trim_end_matches('/').to_string()
+        };
         if parts.method == Method::HEAD && path != "sys/health" {
             return Err(ApiError::method_not_allowed());
         }

@@ -27,6 +27,10 @@ pub const TOKEN_PREFIX: &str = "vdt_";
 /// The TTL of a token created without one: 768 hours, Vault's default.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(768 * 3600);
 
+/// The longest a token other than the root token can live, from its creation, renewals
+/// included: 768 hours, Vault's default maximum.
+pub const MAX_TTL: Duration = Duration::from_secs(768 * 3600);
+
 const RANDOM_CHARS: usize = 43;
 const CHECKSUM_CHARS: usize = 6;
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
@@ -154,6 +158,8 @@ pub struct NewToken {
     pub orphan: bool,
     /// The route creating it.
     pub path: String,
+    /// Never expire (the root token only).
+    pub never_expires: bool,
 }
 
 /// The token store.
@@ -175,7 +181,7 @@ impl TokenStore {
         let request = NewToken {
             policies: vec!["root".into()],
             no_default_policy: true,
-            ttl: Some(Duration::ZERO),
+            never_expires: true,
             orphan: true,
             display_name: Some("root".into()),
             path: "auth/token/root".into(),
@@ -236,12 +242,21 @@ impl TokenStore {
         policies.dedup();
 
         let now_secs = unix(now);
-        let mut ttl = request.ttl.unwrap_or(DEFAULT_TTL).as_secs();
+        // A TTL of 0 means the default, as in Vault; only the root token never expires.
+        let asked = request
+            .ttl
+            .filter(|t| !t.is_zero())
+            .unwrap_or(DEFAULT_TTL)
+            .as_secs();
         let explicit_max_ttl = request.explicit_max_ttl.map_or(0, |d| d.as_secs());
-        if explicit_max_ttl > 0 && (ttl == 0 || ttl > explicit_max_ttl) {
-            ttl = explicit_max_ttl;
+        let mut ttl = asked.min(MAX_TTL.as_secs());
+        if explicit_max_ttl > 0 {
+            ttl = ttl.min(explicit_max_ttl);
         }
-        let mut expire_time = (ttl > 0).then(|| now_secs + ttl);
+        let mut expire_time = (!request.never_expires).then(|| now_secs.saturating_add(ttl));
+        if request.never_expires {
+            ttl = 0;
+        }
         // A child never outlives its parent.
         if let Some(parent_expiry) = parent.and_then(|(_, p)| p.expire_time) {
             let capped = expire_time.map_or(parent_expiry, |t| t.min(parent_expiry));
@@ -280,13 +295,20 @@ impl TokenStore {
                 expect: Expect::Absent,
             },
         ];
-        let child_id;
+        let (child_id, parent_id);
         if let Some((parent_hash, _)) = parent {
             child_id = child_record(parent_hash, &hash)?;
+            parent_id = token_record(parent_hash)?;
             changes.push(Change::Put {
                 id: &child_id,
                 value: b"",
                 expect: Expect::Any,
+            });
+            // The parent must still exist when the child is stored: a child created while
+            // its parent is being revoked would otherwise escape the revocation.
+            changes.push(Change::Check {
+                id: &parent_id,
+                expect: Expect::Present,
             });
         }
         self.barrier.commit(&changes)?;
@@ -340,36 +362,39 @@ impl TokenStore {
         Ok(Some(token))
     }
 
-    /// Counts one use of a token with a limited number of uses. Returns `false` if the token
-    /// has no use left (a concurrent request took the last one). The last use revokes it.
-    pub fn spend_use(&self, token: &Token, now: SystemTime) -> Result<bool, ApiError> {
+    /// Counts one use of a token with a limited number of uses, and returns the token as it
+    /// is after that use; `None` if it has no use left (a concurrent request took the last
+    /// one). The last use revokes the token, but the request that spent it proceeds.
+    pub fn spend_use(&self, token: &Token, now: SystemTime) -> Result<Option<Token>, ApiError> {
         if token.entry.num_uses == 0 {
-            return Ok(true);
+            return Ok(Some(token.clone()));
         }
         let mut current = token.clone();
         loop {
             let id = token_record(&current.hash)?;
             let expect = Expect::Generation(current.generation);
-            let spent = if current.entry.num_uses == 1 {
-                self.barrier.delete(&id, expect).map(|()| true)
+            let mut entry = current.entry.clone();
+            entry.num_uses -= 1;
+            let spent = if entry.num_uses == 0 {
+                self.remove_at(&current, expect)
+                    .map(|()| current.generation)
             } else {
-                let mut entry = current.entry.clone();
-                entry.num_uses -= 1;
-                self.barrier
-                    .put(&id, &encode(&entry)?, expect)
-                    .map(|_| false)
+                self.barrier.put(&id, &encode(&entry)?, expect)
             };
             match spent {
-                Ok(last) => {
-                    if last {
-                        // The last use: this request proceeds, the token and its children go.
+                Ok(generation) => {
+                    if entry.num_uses == 0 {
                         self.revoke(&current.hash)?;
                     }
-                    return Ok(true);
+                    return Ok(Some(Token {
+                        hash: current.hash,
+                        entry,
+                        generation,
+                    }));
                 }
                 Err(BarrierError::Conflict { .. }) => match self.lookup_hash(&current.hash, now)? {
                     Some(fresh) => current = fresh,
-                    None => return Ok(false),
+                    None => return Ok(None),
                 },
                 Err(e) => return Err(e.into()),
             }
@@ -377,25 +402,34 @@ impl TokenStore {
     }
 
     /// Extends a renewable token's TTL by `increment` (or its original TTL), never past its
-    /// explicit maximum.
+    /// explicit maximum, [`MAX_TTL`] from its creation, or its parent's expiry.
     pub fn renew(
         &self,
         token: &Token,
         increment: Option<Duration>,
         now: SystemTime,
     ) -> Result<TokenEntry, ApiError> {
-        if !token.entry.renewable {
+        if !token.entry.renewable || token.entry.expire_time.is_none() {
             return Err(ApiError::bad_request("token is not renewable"));
         }
         let mut entry = token.entry.clone();
         let now_secs = unix(now);
-        let mut ttl = increment.map_or(entry.ttl, |d| d.as_secs());
+        let mut end = entry.creation_time.saturating_add(MAX_TTL.as_secs());
         if entry.explicit_max_ttl > 0 {
-            let hard_end = entry.creation_time + entry.explicit_max_ttl;
-            ttl = ttl.min(hard_end.saturating_sub(now_secs));
+            end = end.min(entry.creation_time.saturating_add(entry.explicit_max_ttl));
         }
+        if let Some(parent) = &entry.parent
+            && let Some(parent) = self.lookup_hash(parent, now)?
+            && let Some(parent_end) = parent.entry.expire_time
+        {
+            end = end.min(parent_end);
+        }
+        let asked = increment
+            .filter(|d| !d.is_zero())
+            .map_or(entry.ttl, |d| d.as_secs());
+        let ttl = asked.min(end.saturating_sub(now_secs));
         entry.ttl = ttl;
-        entry.expire_time = Some(now_secs + ttl);
+        entry.expire_time = Some(now_secs.saturating_add(ttl));
         self.barrier
             .put(
                 &token_record(&token.hash)?,
@@ -444,23 +478,52 @@ impl TokenStore {
         let Some(record) = self.barrier.get(&id)? else {
             return Ok(());
         };
-        let entry: Option<TokenEntry> = serde_json::from_slice(&record.value).ok();
-        let mut changes_ids = vec![id];
-        if let Some(entry) = &entry {
-            changes_ids.push(accessor_record(&entry.accessor)?);
-            if let Some(parent) = &entry.parent {
-                changes_ids.push(child_record(parent, hash)?);
-            }
+        let entry: TokenEntry = serde_json::from_slice(&record.value)
+            .map_err(|e| ApiError::internal(format!("token record does not parse: {e}")))?;
+        let token = Token {
+            hash: hash.to_string(),
+            entry,
+            generation: record.generation,
+        };
+        match self.remove_at(&token, Expect::Any) {
+            Ok(()) | Err(BarrierError::Conflict { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
         }
-        let changes: Vec<Change<'_>> = changes_ids
-            .iter()
-            .map(|id| Change::Delete {
-                id,
+    }
+
+    /// Deletes a token's record with its accessor and its entry in its parent's index, if
+    /// the record still matches `expect`.
+    fn remove_at(&self, token: &Token, expect: Expect) -> Result<(), BarrierError> {
+        let id = RecordId::new(RecordKind::Token, MountId::SYSTEM, token.hash.as_str(), 0)?;
+        let accessor = RecordId::new(
+            RecordKind::TokenAccessor,
+            MountId::SYSTEM,
+            token.entry.accessor.as_str(),
+            0,
+        )?;
+        let child = match &token.entry.parent {
+            Some(parent) => Some(RecordId::new(
+                RecordKind::TokenChild,
+                MountId::SYSTEM,
+                format!("{parent}/{}", token.hash),
+                0,
+            )?),
+            None => None,
+        };
+        let mut changes = vec![
+            Change::Delete { id: &id, expect },
+            Change::Delete {
+                id: &accessor,
                 expect: Expect::Any,
-            })
-            .collect();
-        self.barrier.commit(&changes)?;
-        Ok(())
+            },
+        ];
+        if let Some(child) = &child {
+            changes.push(Change::Delete {
+                id: child,
+                expect: Expect::Any,
+            });
+        }
+        self.barrier.commit(&changes).map(drop)
     }
 }
 
@@ -699,7 +762,7 @@ mod tests {
             let Some(found) = store.lookup(&token, now).unwrap() else {
                 break;
             };
-            if store.spend_use(&found, now).unwrap() {
+            if store.spend_use(&found, now).unwrap().is_some() {
                 allowed += 1;
             }
         }

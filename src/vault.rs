@@ -23,7 +23,10 @@ pub use self::routes::Route;
 use crate::api::{ApiError, Operation, Request, Response};
 use crate::audit::{AuditBroker, auth_section};
 use crate::barrier::Barrier;
+use zeroize::Zeroizing;
+
 use crate::config::{AuditDevice, Limits};
+use crate::crypto::shamir::UnsealShare;
 use crate::keyring::KeyringConfig;
 use crate::kv::KvEngine;
 use crate::limits::{Allowed, AuthFailures, Limiter};
@@ -60,6 +63,19 @@ pub struct Vault {
     audit: AuditBroker,
     per_token: Limiter<String>,
     auth_failures: AuthFailures,
+    // Held while unsealing and initialising, so two operators finishing an unseal at once
+    // cannot open the audit devices twice.
+    unsealing: std::sync::Mutex<()>,
+}
+
+/// What `initialize` hands out, once.
+pub struct Initialized {
+    /// The unseal shares (none for a key file seal).
+    pub shares: Vec<UnsealShare>,
+    /// The root token; empty if setting up failed.
+    pub root_token: Zeroizing<String>,
+    /// What went wrong after the seal was initialised.
+    pub warnings: Vec<String>,
 }
 
 /// The outcome of a request, with what the HTTP layer needs besides the body.
@@ -88,6 +104,7 @@ impl Vault {
                 limits.max_tracked_clients,
             ),
             auth_failures: AuthFailures::new(limits.max_tracked_clients),
+            unsealing: std::sync::Mutex::new(()),
             barrier,
             options,
         }
@@ -114,48 +131,81 @@ impl Vault {
     }
 
     /// Initialises the vault and sets it up (root token, `default` policy, `secret/` KV
-    /// mount). Returns the unseal shares (empty for a key file seal) and the root token. A
-    /// Shamir vault is left sealed; a key file vault is left unsealed.
-    pub fn initialize(
-        &self,
-        shares: u8,
-        threshold: u8,
-    ) -> Result<
-        (
-            Vec<crate::crypto::shamir::UnsealShare>,
-            zeroize::Zeroizing<String>,
-        ),
-        ApiError,
-    > {
+    /// mount). A Shamir vault is left sealed; a key file vault is left unsealed.
+    ///
+    /// Once the seal is initialised the shares exist nowhere else, so a failure of the steps
+    /// after that is reported as warnings beside the shares rather than as an error that
+    /// would lose them.
+    pub fn initialize(&self, shares: u8, threshold: u8) -> Result<Initialized, ApiError> {
+        let _unsealing = self.unsealing.lock().unwrap_or_else(|p| p.into_inner());
         let now = SystemTime::now();
-        let init = self.seal.init(
-            crate::seal::InitOptions {
-                secret_shares: shares,
-                secret_threshold: threshold,
-            },
-            now,
-        )?;
-        self.seal.unseal_with(&init.unseal_key)?;
-        let setup = || -> Result<zeroize::Zeroizing<String>, ApiError> {
+        let options = crate::seal::InitOptions {
+            secret_shares: shares,
+            secret_threshold: threshold,
+        };
+        let init = self.seal.init(options, now)?;
+        let mut warnings = Vec::new();
+        let setup = || -> Result<Zeroizing<String>, ApiError> {
+            self.seal.unseal_with(&init.unseal_key)?;
             self.policies.ensure_default()?;
             self.mounts
                 .mount("secret/", EngineType::Kv, "key/value secret storage", now)?;
             let (root, _) = self.tokens.create_root(now)?;
             Ok(root)
         };
-        let root = match setup() {
+        let root_token = match setup() {
             Ok(root) => root,
             Err(e) => {
+                tracing::error!(error = %e, "the vault was initialised but setting it up failed");
+                warnings.push(format!("the vault was initialised, but setting it up failed ({e}); no root token was made"));
                 self.seal.seal();
-                return Err(e);
+                return Ok(Initialized {
+                    shares: init.shares,
+                    root_token: Zeroizing::new(String::new()),
+                    warnings,
+                });
             }
         };
         if matches!(self.options.seal, SealMechanism::Shamir) {
             self.seal.seal();
-        } else {
+        } else if let Err(e) = self.after_unseal() {
+            warnings.push(format!(
+                "the vault was initialised, but it could not finish unsealing ({e}); it is sealed"
+            ));
+        }
+        Ok(Initialized {
+            shares: init.shares,
+            root_token,
+            warnings,
+        })
+    }
+
+    /// Submits an unseal share and, if that unseals the vault, brings up what lives behind
+    /// the barrier.
+    pub fn unseal(
+        &self,
+        share: UnsealShare,
+        nonce: Option<&str>,
+    ) -> Result<crate::seal::SealStatus, ApiError> {
+        let _unsealing = self.unsealing.lock().unwrap_or_else(|p| p.into_inner());
+        let was_sealed = self.is_sealed();
+        let status = self
+            .seal
+            .submit_share(share, nonce, std::time::Instant::now())?;
+        if was_sealed && !status.sealed {
             self.after_unseal()?;
         }
-        Ok((init.shares, root))
+        Ok(status)
+    }
+
+    /// Unseals from the key file and brings up what lives behind the barrier.
+    pub fn unseal_with_key_file(&self) -> Result<(), ApiError> {
+        let _unsealing = self.unsealing.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.is_sealed() {
+            return Ok(());
+        }
+        self.seal.unseal_with_key_file()?;
+        self.after_unseal()
     }
 
     /// Brings up what lives behind the barrier after an unseal: the mount table and the audit
@@ -168,7 +218,15 @@ impl Vault {
         if let Err(e) = result {
             tracing::error!(error = %e, "setting up after unseal failed; sealing again");
             self.seal_now();
-            return Err(e);
+            let message = format!(
+                "the vault could not finish unsealing and is sealed again: {}",
+                e.messages.join("; ")
+            );
+            return Err(ApiError {
+                status: 500,
+                messages: vec![message],
+                ..e
+            });
         }
         Ok(())
     }
@@ -290,13 +348,18 @@ impl Vault {
                     .map_err(|r| ApiError::rate_limited(r.retry_after))?,
             );
             self.authorize(route, request, token)?;
-            if !self.tokens.spend_use(token, now)? {
-                return Err(ApiError::permission_denied());
+            if matches!(route, Route::TokenCreate { .. }) && token.entry.num_uses > 0 {
+                // A child would outlive the uses of its parent.
+                return Err(ApiError::bad_request(
+                    "a token with a use limit cannot create tokens",
+                ));
             }
             // The use is spent before the request is handled, as in Vault, so a lookup shows
             // the count that is left.
-            let mut spent = token.clone();
-            spent.entry.num_uses = spent.entry.num_uses.saturating_sub(1);
+            let spent = self
+                .tokens
+                .spend_use(token, now)?
+                .ok_or_else(ApiError::permission_denied)?;
             self.dispatch(route, request, &spent, now)
         })();
 

@@ -4,5 +4,6 @@ mod audit;
 mod bad_input;
 mod kv;
 mod lifecycle;
+mod regressions;
 mod sweep;
 mod tokens;

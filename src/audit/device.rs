@@ -72,12 +72,14 @@ impl FileDevice {
                 hash: [0; 32],
             },
             (Some(found), Some(stored)) if found != stored => {
+                // The head is recorded at seal, so after a crash the file is simply longer;
+                // a shorter or different file means it was cut or replaced.
                 tracing::error!(
                     device = name,
                     path = %path.display(),
                     expected_seq = stored.seq,
                     found_seq = found.seq,
-                    "the audit file does not end where the vault left it: it was truncated, appended to or replaced while closed"
+                    "the audit file does not end where the vault last recorded it: expected after a crash if it is longer, otherwise it was cut or replaced while closed"
                 );
                 found
             }

@@ -154,6 +154,7 @@ impl<'a> Route<'a> {
             Route::Seal
             | Route::Audit
             | Route::AuditDevice(_)
+            | Route::AuditHash(_)
             | Route::Rotate
             | Route::KeyStatus => true,
             Route::Mount(_) => op != Operation::Read,

@@ -22,7 +22,7 @@ impl Vault {
         match route {
             Route::Init => self.init(request),
             Route::SealStatus => Ok(Response::plain(self.seal_status()?)),
-            Route::Unseal => self.unseal(request),
+            Route::Unseal => self.unseal_route(request),
             Route::Health => self.health(request),
             Route::Leader => Ok(Response::plain(json!({
                 "ha_enabled": false,
@@ -212,18 +212,22 @@ impl Vault {
                 ));
             }
         };
-        let (keys, root_token) = self.initialize(shares, threshold)?;
-        let hex: Vec<String> = keys.iter().map(UnsealShare::to_hex).collect();
-        let base64: Vec<String> = keys.iter().map(UnsealShare::to_base64).collect();
-        let mut body =
-            json!({"keys": hex, "keys_base64": base64, "root_token": root_token.as_str()});
+        let initialized = self.initialize(shares, threshold)?;
+        let hex: Vec<String> = initialized.shares.iter().map(UnsealShare::to_hex).collect();
+        let base64: Vec<String> = initialized
+            .shares
+            .iter()
+            .map(UnsealShare::to_base64)
+            .collect();
+        let mut body = json!({"keys": hex, "keys_base64": base64, "root_token": initialized.root_token.as_str()});
+        let warnings: Vec<String> = warnings.into_iter().chain(initialized.warnings).collect();
         if !warnings.is_empty() {
             body["warnings"] = json!(warnings);
         }
         Ok(Response::plain(body))
     }
 
-    fn unseal(&self, request: &Request) -> Result<Response, ApiError> {
+    fn unseal_route(&self, request: &Request) -> Result<Response, ApiError> {
         let mut fields = Fields::new(request);
         if fields.bool("reset")?.unwrap_or(false) {
             self.seal.reset();
@@ -237,13 +241,7 @@ impl Vault {
             )
         })?;
         let share = UnsealShare::parse(&key).map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let was_sealed = self.is_sealed();
-        let status = self
-            .seal
-            .submit_share(share, nonce.as_deref(), Instant::now())?;
-        if was_sealed && !status.sealed {
-            self.after_unseal()?;
-        }
+        self.unseal(share, nonce.as_deref())?;
         Ok(Response::plain(self.seal_status()?))
     }
 

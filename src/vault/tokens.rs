@@ -28,6 +28,7 @@ impl Vault {
                     meta: fields.string_map("meta")?.unwrap_or_default(),
                     orphan: *orphan || fields.bool("no_parent")?.unwrap_or(false),
                     path: request.path.trim_end_matches('/').to_string(),
+                    never_expires: false,
                 };
                 check_unsupported(&mut fields)?;
                 let (token, entry) = self.tokens.create(caller, new, now)?;

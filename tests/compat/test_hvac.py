@@ -634,7 +634,9 @@ def test_audit_hash_matches_the_audit_log(dev_vault: RunningVault, unique: str):
         assert entry["auth"]["client_token"] == token_hash
         assert entry["request"]["client_token"] == token_hash
     assert writes[0]["request"]["data"]["data"]["password"] == value_hash
-    assert writes[1]["response"]["data"]["version"] == 1
+    # vaultd hashes numbers too (a secret can be a PIN), where Vault hashes only strings.
+    version_hash = client.adapter.post("/v1/sys/audit-hash/file", json={"input": "1"})["data"]["hash"]
+    assert writes[1]["response"]["data"]["version"] == version_hash
     assert "do-not-log-me" not in (dev_vault.data_dir / "audit.log").read_text()
     assert dev_vault.token not in (dev_vault.data_dir / "audit.log").read_text()
 
