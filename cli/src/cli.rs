@@ -9,9 +9,9 @@ use clap_complete::Shell;
 const EXIT_CODES: &str =
     "Exit codes: 0 success, 1 error, 2 the vault is sealed or the command line is wrong.";
 
-/// The command-line client of vaultd.
+/// The command-line client of vaultd
 #[derive(Parser)]
-#[command(name = "vaultctl", version, about, after_help = EXIT_CODES)]
+#[command(name = "vaultctl", version, after_help = EXIT_CODES)]
 pub struct Cli {
     /// Connection settings.
     #[command(flatten)]
@@ -33,20 +33,20 @@ pub struct Cli {
 /// How to reach the vault. Flags override the environment.
 #[derive(Args, Clone)]
 pub struct Connection {
-    /// The vault's address, https://host:port.
-    #[arg(long, global = true, env = "VAULT_ADDR", value_name = "URL")]
+    /// The vault's address, https://host:port [env: VAULT_ADDR].
+    #[arg(long, global = true, value_name = "URL")]
     pub address: Option<String>,
 
-    /// A CA certificate (PEM) to verify the vault's certificate with.
-    #[arg(long, global = true, env = "VAULT_CACERT", value_name = "FILE")]
+    /// A CA certificate (PEM) to verify the vault's certificate with [env: VAULT_CACERT].
+    #[arg(long, global = true, value_name = "FILE")]
     pub ca_cert: Option<PathBuf>,
 
-    /// A client certificate (PEM) for mutual TLS.
-    #[arg(long, global = true, env = "VAULT_CLIENT_CERT", value_name = "FILE")]
+    /// A client certificate (PEM) for mutual TLS [env: VAULT_CLIENT_CERT].
+    #[arg(long, global = true, value_name = "FILE")]
     pub client_cert: Option<PathBuf>,
 
-    /// The client certificate's key (PEM).
-    #[arg(long, global = true, env = "VAULT_CLIENT_KEY", value_name = "FILE")]
+    /// The client certificate's key (PEM) [env: VAULT_CLIENT_KEY].
+    #[arg(long, global = true, value_name = "FILE")]
     pub client_key: Option<PathBuf>,
 
     /// Accept any server certificate. Anyone on the path can then read every secret and

@@ -335,7 +335,7 @@ impl Client {
     }
 
     /// Reads a KV version 2 secret (latest version unless `version` is given); `None` if it
-    /// does not exist or that version is deleted.
+    /// does not exist, an error if that version is deleted or destroyed.
     pub fn kv_get(
         &self,
         path: &str,
@@ -344,7 +344,12 @@ impl Client {
         let (mount, rest) = self.kv_mount(path)?;
         let query = version.map(|v| format!("?version={v}")).unwrap_or_default();
         let body = match self.request("GET", &format!("{mount}data/{rest}{query}"), None) {
-            Err(ClientError::Api { status: 404, .. }) => return Ok(None),
+            // A bare 404 is a missing secret; a deleted or destroyed version says so.
+            Err(ClientError::Api {
+                status: 404,
+                messages,
+                ..
+            }) if messages.is_empty() => return Ok(None),
             other => other?,
         };
         let data = body

@@ -45,11 +45,16 @@ fn hint(error: &anyhow::Error) -> Option<String> {
         return match client {
             ClientError::NoAddress => Some("set VAULT_ADDR, e.g. export VAULT_ADDR=https://127.0.0.1:8200 (vaultd dev prints it)".into()),
             ClientError::NotHttps(_) => Some("use the https:// address; vaultd has no plaintext listener".into()),
-            ClientError::Sealed => Some("unseal it with `vaultctl operator unseal` (once per share)".into()),
+                        ClientError::Sealed => Some(
+                "unseal it with `vaultctl operator unseal` (once per share); a new vault needs `vaultctl operator init` first".into(),
+            ),
             ClientError::Unreachable { .. } if text.contains("certificate") || text.contains("UnknownIssuer") => {
                 Some("set VAULT_CACERT to the CA that signed the vault's certificate (vaultd dev prints it)".into())
             }
             ClientError::Unreachable { .. } => Some("check VAULT_ADDR and that vaultd is running".into()),
+                                    ClientError::Api { status, path, .. } if *status != 403 && path.starts_with("sys/internal/ui/mounts/") => Some(
+                "no KV version 2 mount serves this path, or your token has no access to it: paths start with the mount, e.g. secret/…".into(),
+            ),
             ClientError::Api { status: 403, path, .. } => Some(format!(
                 "your token is missing, expired or revoked, or no policy of it grants this on {path}: log in again with `vaultctl login`, or ask for a policy"
             )),
@@ -65,17 +70,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let connection = cli.connection;
     let output = match cli.command {
         Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "vaultctl",
-                &mut std::io::stdout(),
-            );
-            return Ok(ExitCode::SUCCESS);
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "vaultctl", &mut script);
+            return write_out(&script);
         }
         Command::Man => {
-            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
-            return Ok(ExitCode::SUCCESS);
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            return write_out(&page);
         }
         Command::Audit(AuditCommand::Verify { public_key, files }) => {
             return match vaultd_client::audit::verify(&files, &public_key) {
@@ -402,11 +404,13 @@ fn api_command(client: &Client, command: Command) -> Result<(Output, ExitCode)> 
             (Output::new(Value::Null), ok)
         }
         Command::Audit(AuditCommand::PublicKey) => {
+            // The bare key, so `--public-key "$(vaultctl audit public-key)"` works as it is.
             let answer = client
                 .request("GET", "sys/audit-public-key", None)?
                 .unwrap_or_default();
             let data = answer["data"].clone();
-            (Output::new(data.clone()).object("", &data), ok)
+            let rows = vec![("public_key".into(), data["public_key"].clone())];
+            (Output::new(data).section("", rows).bare(), ok)
         }
         Command::Audit(_)
         | Command::Completions { .. }
@@ -416,6 +420,16 @@ fn api_command(client: &Client, command: Command) -> Result<(Output, ExitCode)> 
             bail!("internal: command handled elsewhere")
         }
     })
+}
+
+/// Writes to standard output; a reader that stops early (`| head`) is not an error.
+fn write_out(bytes: &[u8]) -> Result<ExitCode> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(ExitCode::SUCCESS),
+    }
 }
 
 fn rename_status(key: &str) -> &str {
@@ -439,21 +453,42 @@ fn client(connection: &Connection, wait: Duration) -> Result<Client> {
         .address
         .clone()
         .filter(|a| !a.is_empty())
+        .or_else(|| env("VAULT_ADDR"))
         .ok_or(ClientError::NoAddress)?;
     let mut settings = Settings::new(address).wait_for_start(wait);
-    settings.ca_cert = connection.ca_cert.clone();
+    settings.ca_cert = connection
+        .ca_cert
+        .clone()
+        .or_else(|| env("VAULT_CACERT").map(PathBuf::from));
     settings.dangerous_skip_verify = connection.dangerous_skip_tls_verify;
     if connection.dangerous_skip_tls_verify {
         eprintln!("vaultctl: WARNING: the vault's certificate is not being checked");
     }
-    if let (Some(cert), Some(key)) = (&connection.client_cert, &connection.client_key) {
-        settings.client_identity = Some((cert.clone(), key.clone()));
+    let cert = connection
+        .client_cert
+        .clone()
+        .or_else(|| env("VAULT_CLIENT_CERT").map(PathBuf::from));
+    let key = connection
+        .client_key
+        .clone()
+        .or_else(|| env("VAULT_CLIENT_KEY").map(PathBuf::from));
+    match (cert, key) {
+        (Some(cert), Some(key)) => settings.client_identity = Some((cert, key)),
+        (None, None) => {}
+        _ => bail!(
+            "a client certificate needs both VAULT_CLIENT_CERT and VAULT_CLIENT_KEY (or --client-cert and --client-key)"
+        ),
     }
     settings.token = match std::env::var("VAULT_TOKEN").ok().filter(|t| !t.is_empty()) {
         Some(token) => Some(Zeroizing::new(token)),
         None => saved_token()?,
     };
     Ok(Client::new(settings)?)
+}
+
+/// An environment variable, treating an empty value as unset.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 /// Where `vaultctl login` keeps the token: `<config dir>/vaultd/token`, mode 0600.
@@ -538,7 +573,15 @@ fn exec(
         child.env(name, value.as_str());
     }
     let error = child.exec();
-    Err(error).with_context(|| format!("cannot run {program}"))
+    eprintln!("vaultctl: cannot run {program}: {error}");
+    // The shell's codes: 127 for a command not found, 126 for one that cannot be run.
+    Ok(ExitCode::from(
+        if error.kind() == std::io::ErrorKind::NotFound {
+            127
+        } else {
+            126
+        },
+    ))
 }
 
 fn audit_tail(file: &std::path::Path, lines: usize) -> Result<Output> {

@@ -13,6 +13,7 @@ pub struct Output {
     sections: Vec<(String, Vec<(String, Value)>)>,
     json: Value,
     primary: Option<usize>,
+    bare: bool,
 }
 
 impl Output {
@@ -22,6 +23,7 @@ impl Output {
             sections: Vec::new(),
             json,
             primary: None,
+            bare: false,
         }
     }
 
@@ -35,6 +37,12 @@ impl Output {
     /// secret's data rather than its metadata).
     pub fn primary(mut self) -> Self {
         self.primary = self.sections.len().checked_sub(1);
+        self
+    }
+
+    /// Prints the values alone in table format, without keys (one-value answers).
+    pub fn bare(mut self) -> Self {
+        self.bare = true;
         self
     }
 
@@ -75,6 +83,11 @@ impl Output {
             Format::Env => {
                 for (key, value) in self.script_rows() {
                     writeln!(out, "{}={}", env_name(key), shell_quote(&text(value)))?;
+                }
+            }
+            Format::Table if self.bare => {
+                for (_, value) in self.script_rows() {
+                    writeln!(out, "{}", text(value))?;
                 }
             }
             Format::Table => {

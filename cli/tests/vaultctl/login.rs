@@ -1,0 +1,40 @@
+//! `vaultctl login` keeps the token where only its owner can read it, and never prints it.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Stdio;
+
+use crate::support::{Vault, describe};
+
+#[test]
+fn the_saved_token_is_private_and_not_printed() {
+    let vault = Vault::dev();
+    let token = vault.run(&["token", "create", "--policy", "default", "--field", "token"]);
+    let token = token.trim();
+
+    let mut login = vault
+        .vaultctl()
+        .env("VAULT_TOKEN", "")
+        .args(["login", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(login.stdin.take().unwrap(), "{token}").unwrap();
+    let output = login.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    assert!(
+        !describe(&output).contains(token),
+        "login printed the token: {}",
+        describe(&output)
+    );
+
+    let dir = vault.home().join(".config/vaultd");
+    let file = dir.join("token");
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), token);
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&file), 0o600, "the token file is readable by others");
+    assert_eq!(mode(&dir), 0o700, "the token's directory is open to others");
+}
