@@ -193,3 +193,105 @@ fn inherited_names() -> Vec<String> {
         .filter(|name| !name.starts_with("VAULT_"))
         .collect()
 }
+
+/// A service started beside a sealed vault waits for the unseal instead of failing, and
+/// never retries an answer that is not "sealed" or "unreachable".
+#[test]
+fn exec_waits_for_a_sealed_vault_and_retries_nothing_else() {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let tls = Vault::dev();
+    let mut vault = Vault::production(&tls);
+    let init = vault
+        .vaultctl()
+        .args([
+            "operator",
+            "init",
+            "--shares",
+            "1",
+            "--threshold",
+            "1",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{}", describe(&init));
+    let init: serde_json::Value = serde_json::from_slice(&init.stdout).unwrap();
+    let share = init["keys"][0].as_str().unwrap().to_string();
+    vault.root_token = init["root_token"].as_str().unwrap().to_string();
+    let unseal = |vault: &Vault| {
+        let mut child = vault
+            .vaultctl()
+            .args(["operator", "unseal", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(share.as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+    };
+    unseal(&vault);
+    vault.run(&["put", "secret/waiting/app", "api_key=sk-after-unseal"]);
+    vault.run(&["operator", "seal"]);
+
+    let mut exec = vault
+        .vaultctl()
+        .args([
+            "exec",
+            "--wait",
+            "60",
+            "--env",
+            "KEY=secret/waiting/app#api_key",
+            "--",
+            "/bin/sh",
+            "-c",
+            "printf %s \"$KEY\"",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // While the vault stays sealed, exec keeps waiting rather than giving up.
+    let watch_until = Instant::now() + Duration::from_millis(700);
+    while Instant::now() < watch_until {
+        assert!(
+            exec.try_wait().unwrap().is_none(),
+            "exec gave up on a sealed vault"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    unseal(&vault);
+    let output = exec.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "sk-after-unseal");
+
+    // A refused token is not retried: the answer comes at once, well inside the wait.
+    let started = Instant::now();
+    let refused = vault
+        .vaultctl()
+        .env("VAULT_TOKEN", "vdt_not_a_real_token")
+        .args([
+            "exec",
+            "--wait",
+            "60",
+            "--env",
+            "KEY=secret/waiting/app#api_key",
+            "--",
+            "true",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1), "{}", describe(&refused));
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "a 403 was retried"
+    );
+}
