@@ -272,6 +272,25 @@ pub enum Change<'a> {
 }
 
 impl Change<'_> {
+    /// The same change, borrowed again (to gather changes from several owners).
+    pub fn reborrow(&self) -> Change<'_> {
+        match self {
+            Change::Put { id, value, expect } => Change::Put {
+                id,
+                value,
+                expect: *expect,
+            },
+            Change::Delete { id, expect } => Change::Delete {
+                id,
+                expect: *expect,
+            },
+            Change::Check { id, expect } => Change::Check {
+                id,
+                expect: *expect,
+            },
+        }
+    }
+
     fn target(&self) -> (&RecordId, Expect) {
         match self {
             Change::Put { id, expect, .. }
@@ -380,8 +399,16 @@ impl Barrier {
     }
 
     /// Drops the keyring. Its keys are zeroized as soon as operations already under way end.
+    ///
+    /// A rewrap under way notices at its next step and stops; this waits for that (up to a
+    /// minute), so no write of the old keyring can land after a later unseal has loaded the
+    /// stored one.
     pub fn seal(&self) {
         *self.keyring.write().unwrap_or_else(|p| p.into_inner()) = None;
+        let deadline = Instant::now() + DRAIN_TIMEOUT;
+        while self.rewrap.running.load(Ordering::Acquire) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Whether the barrier is sealed.
@@ -584,6 +611,9 @@ impl Barrier {
         for term in &old {
             // Two references remain when idle: the keyring's map and `old` here.
             while Arc::strong_count(term) > 2 {
+                if !self.is_current(keyring) {
+                    return Err(BarrierError::Sealed);
+                }
                 if Instant::now() > deadline {
                     return Err(BarrierError::Conflict {
                         record: format!("key term {} (writers did not drain)", term.number()),
@@ -602,6 +632,9 @@ impl Barrier {
 
         let mut destroyed = Vec::new();
         for term in old {
+            if !self.is_current(keyring) {
+                return Err(BarrierError::Sealed);
+            }
             keyring.destroy(term.number())?;
             destroyed.push(term.number());
         }

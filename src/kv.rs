@@ -316,6 +316,21 @@ impl KvEngine {
         cas: Option<u64>,
         now: SystemTime,
     ) -> Result<Response, ApiError> {
+        self.store_version_with(mount, path, body, cas, now, &[])
+            .map(|(_, response)| response)
+    }
+
+    /// Writes a new version as one commit together with `also`. Returns the new version. A
+    /// conflict is retried only when `also` is empty: the caller owns the records in it.
+    fn store_version_with(
+        &self,
+        mount: MountId,
+        path: &str,
+        body: &[u8],
+        cas: Option<u64>,
+        now: SystemTime,
+        also: &[Change<'_>],
+    ) -> Result<(u64, Response), ApiError> {
         let config = self.config(mount)?;
         for _ in 0..MAX_RETRIES {
             let existing = self.metadata(mount, path)?;
@@ -387,15 +402,25 @@ impl KvEngine {
                 id,
                 expect: Expect::Any,
             }));
+            changes.extend(also.iter().map(Change::reborrow));
             match self.barrier.commit(&changes) {
+                Err(BarrierError::Conflict { record }) if !also.is_empty() => {
+                    return Err(ApiError {
+                        status: 409,
+                        ..ApiError::bad_request(format!("conflict at {record}"))
+                    });
+                }
                 Ok(_) => {
-                    return Ok(Response::data(json!({
-                        "created_time": created,
-                        "custom_metadata": if metadata.custom_metadata.is_empty() { Value::Null } else { json!(metadata.custom_metadata) },
-                        "deletion_time": deletion_time,
-                        "destroyed": false,
-                        "version": version,
-                    })));
+                    return Ok((
+                        version,
+                        Response::data(json!({
+                            "created_time": created,
+                            "custom_metadata": if metadata.custom_metadata.is_empty() { Value::Null } else { json!(metadata.custom_metadata) },
+                            "deletion_time": deletion_time,
+                                                    "destroyed": false,
+                            "version": version,
+                        })),
+                    ));
                 }
                 Err(BarrierError::Conflict { .. }) => continue,
                 Err(e) => return Err(e.into()),
@@ -404,6 +429,99 @@ impl KvEngine {
         Err(ApiError::bad_request(
             "too many concurrent writes to this secret; retry",
         ))
+    }
+
+    /// Writes a new version of a secret in which `field` is `value` and every other field is
+    /// as in the current version (`(field, value)`), in one commit with `also` (a rotation's own
+    /// state), and only
+    /// if the current version is `expected` (0: the secret does not exist). Returns the old
+    /// and the new version.
+    pub fn rotate_field(
+        &self,
+        mount: &MountEntry,
+        path: &str,
+        (field, value): (&str, &str),
+        expected: u64,
+        also: &[Change<'_>],
+        now: SystemTime,
+    ) -> Result<(u64, u64), ApiError> {
+        let id = mount.id()?;
+        check_path(path)?;
+        let (current, mut data) = match self.metadata(id, path)? {
+            Some((metadata, _)) if metadata.current_version > 0 => {
+                let version = metadata.current_version;
+                let live = metadata
+                    .versions
+                    .get(&version)
+                    .is_some_and(|i| !i.destroyed && !i.deleted(now));
+                let data = match self.barrier.get(&version_id(id, path, version)?)? {
+                    Some(record) if live => serde_json::from_slice(&record.value)
+                        .map_err(|e| ApiError::internal(e.to_string()))?,
+                    _ => Map::new(),
+                };
+                (version, data)
+            }
+            _ => (0, Map::new()),
+        };
+        if current != expected {
+            return Err(ApiError {
+                status: 409,
+                ..ApiError::bad_request(format!("{path} changed during the rotation"))
+            });
+        }
+        data.insert(field.to_string(), Value::String(value.to_string()));
+        let body = serde_json::to_vec(&data).map_err(|e| ApiError::internal(e.to_string()))?;
+        let (version, _) = self.store_version_with(id, path, &body, Some(current), now, also)?;
+        Ok((current, version))
+    }
+
+    /// The current version of a secret (0 if it does not exist).
+    pub fn current_version(&self, mount: &MountEntry, path: &str) -> Result<u64, ApiError> {
+        Ok(self
+            .metadata(mount.id()?, path)?
+            .map_or(0, |(m, _)| m.current_version))
+    }
+
+    /// The current version of a secret and its value of `field`, if any.
+    pub fn current_field(
+        &self,
+        mount: &MountEntry,
+        path: &str,
+        field: &str,
+        now: SystemTime,
+    ) -> Result<Option<(u64, String)>, ApiError> {
+        let id = mount.id()?;
+        let Some((metadata, _)) = self.metadata(id, path)? else {
+            return Ok(None);
+        };
+        let version = metadata.current_version;
+        if metadata
+            .versions
+            .get(&version)
+            .is_none_or(|i| i.destroyed || i.deleted(now))
+        {
+            return Ok(None);
+        }
+        let Some(record) = self.barrier.get(&version_id(id, path, version)?)? else {
+            return Ok(None);
+        };
+        let data: Map<String, Value> =
+            serde_json::from_slice(&record.value).map_err(|e| ApiError::internal(e.to_string()))?;
+        Ok(data
+            .get(field)
+            .and_then(Value::as_str)
+            .map(|v| (version, v.to_string())))
+    }
+
+    /// The secret's `custom_metadata`, if it exists.
+    pub fn custom_metadata(
+        &self,
+        mount: &MountEntry,
+        path: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, ApiError> {
+        Ok(self
+            .metadata(mount.id()?, path)?
+            .map(|(m, _)| m.custom_metadata))
     }
 
     /// Soft-deletes (`deleted = true`) or undeletes versions; `None` means the current one.

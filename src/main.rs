@@ -174,6 +174,19 @@ async fn run(config: Config, dev: Option<dev::DevPaths>) -> Result<ExitCode, Str
         .await
         .map_err(|e| e.to_string())??;
 
+    // The scheduler: every timed job (keyring and secret rotations, rewraps) runs from here,
+    // on its own thread, about twice a second while the vault is unsealed.
+    let scheduled = Arc::clone(&vault);
+    std::thread::Builder::new()
+        .name("vaultd-scheduler".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                scheduled.rotation_tick(std::time::SystemTime::now());
+            }
+        })
+        .map_err(|e| format!("cannot start the scheduler: {e}"))?;
+
     tracing::info!(address = %local, "listening");
     let server = Server::new(Arc::clone(&vault), config.limits.clone());
     let serving = tokio::spawn(server.serve(listener, acceptor));

@@ -337,6 +337,13 @@ fn build_response(
     rate: Option<Allowed>,
     head_only: bool,
 ) -> HttpResponse {
+    let content_type = match &result {
+        Ok(Response {
+            raw: Some((content_type, _)),
+            ..
+        }) => *content_type,
+        _ => "application/json",
+    };
     let (status, body, retry_after) = match result {
         Ok(response) => {
             if let Some((_, raw)) = response.raw {
@@ -392,10 +399,7 @@ fn build_response(
     if let Some(headers) = builder.headers_mut() {
         security_headers(headers, id);
         if body.is_some() {
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         }
         if let Some(rate) = rate {
             headers.insert("x-ratelimit-limit", HeaderValue::from(rate.limit));

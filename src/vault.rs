@@ -9,6 +9,7 @@
 //! is returned before the response entry is; if either cannot be written the request fails
 //! with 500 `audit log unavailable`.
 
+mod rotation;
 mod routes;
 mod sys;
 mod tokens;
@@ -66,6 +67,9 @@ pub struct Vault {
     // Held while unsealing and initialising, so two operators finishing an unseal at once
     // cannot open the audit devices twice.
     unsealing: std::sync::Mutex<()>,
+    rotations_ok: std::sync::atomic::AtomicU64,
+    rotations_failed: std::sync::atomic::AtomicU64,
+    rewrap_not_before: std::sync::atomic::AtomicU64,
 }
 
 /// What `initialize` hands out, once.
@@ -105,6 +109,9 @@ impl Vault {
             ),
             auth_failures: AuthFailures::new(limits.max_tracked_clients),
             unsealing: std::sync::Mutex::new(()),
+            rotations_ok: std::sync::atomic::AtomicU64::new(0),
+            rotations_failed: std::sync::atomic::AtomicU64::new(0),
+            rewrap_not_before: std::sync::atomic::AtomicU64::new(0),
             barrier,
             options,
         }
@@ -400,6 +407,20 @@ impl Vault {
         } else {
             std::borrow::Cow::Borrowed(request.path.as_str())
         };
+        if let Route::RotationRotate(_) = route {
+            // Running a rotation needs vaultd's own `rotate` capability on the path.
+            return if acl
+                .capabilities(&policy_path)
+                .contains(crate::policy::Capabilities::ROTATE)
+                && !acl
+                    .capabilities(&policy_path)
+                    .contains(crate::policy::Capabilities::DENY)
+            {
+                Ok(())
+            } else {
+                Err(ApiError::permission_denied())
+            };
+        }
         if acl.allows(
             &policy_path,
             request.operation,
@@ -432,6 +453,11 @@ impl Vault {
             | Route::TokenRevoke
             | Route::TokenRevokeSelf
             | Route::TokenRevokeAccessor => self.token_route(route, request, token, now),
+            Route::RotationPolicies
+            | Route::RotationPolicy(_)
+            | Route::RotationRotate(_)
+            | Route::RotateConfig => self.rotation_route(route, request, now),
+            Route::Metrics => Ok(self.metrics()),
             _ => self.sys_route(route, request, token, now),
         }
     }
@@ -550,6 +576,57 @@ impl Vault {
     }
 }
 
+impl Vault {
+    /// Prometheus text exposition of the vault's counters.
+    fn metrics(&self) -> Response {
+        use std::fmt::Write as _;
+        use std::sync::atomic::Ordering;
+        let mut out = String::new();
+        let sealed = u8::from(self.is_sealed());
+        let _ = writeln!(
+            out,
+            "# HELP vaultd_sealed Whether the vault is sealed.\n# TYPE vaultd_sealed gauge\nvaultd_sealed {sealed}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP vaultd_rotations_total Rotations run by the schedule or on request.\n# TYPE vaultd_rotations_total counter"
+        );
+        let _ = writeln!(
+            out,
+            "vaultd_rotations_total{{result=\"ok\"}} {}",
+            self.rotations_ok.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "vaultd_rotations_total{{result=\"failed\"}} {}",
+            self.rotations_failed.load(Ordering::Relaxed)
+        );
+        if let Ok(keyring) = self.barrier.keyring() {
+            let terms = keyring.terms();
+            let _ = writeln!(
+                out,
+                "# HELP vaultd_key_terms Live key terms.\n# TYPE vaultd_key_terms gauge\nvaultd_key_terms {}",
+                terms.len()
+            );
+            let active = keyring.term(keyring.active_term()).map_or(0, |t| t.wraps());
+            let _ = writeln!(
+                out,
+                "# HELP vaultd_key_term_wraps Data keys wrapped by the active term.\n# TYPE vaultd_key_term_wraps gauge\nvaultd_key_term_wraps {active}"
+            );
+        }
+        let rewrap = self.barrier.rewrap_status();
+        let _ = writeln!(
+            out,
+            "# HELP vaultd_rewrap_rewrapped Data keys moved by the current or last rewrap.\n# TYPE vaultd_rewrap_rewrapped gauge\nvaultd_rewrap_rewrapped {}",
+            rewrap.rewrapped
+        );
+        Response {
+            raw: Some(("text/plain; version=0.0.4", out.into_bytes())),
+            ..Response::default()
+        }
+    }
+}
+
 fn mount_type(path: &str, mounts: &MountTable) -> &'static str {
     if path.starts_with("sys/") {
         "system"
@@ -559,3 +636,6 @@ fn mount_type(path: &str, mounts: &MountTable) -> &'static str {
         mounts.resolve(path).map_or("", |(m, _)| m.engine.name())
     }
 }
+
+#[cfg(test)]
+mod tests;

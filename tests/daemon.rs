@@ -5,5 +5,6 @@ mod bad_input;
 mod kv;
 mod lifecycle;
 mod regressions;
+mod rotation;
 mod sweep;
 mod tokens;

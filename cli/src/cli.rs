@@ -147,6 +147,23 @@ pub enum Command {
         path: String,
     },
 
+    /// Rotate a secret now by its rotation policy, or the keyring with --keyring.
+    #[command(
+        after_help = "Examples:\n  vaultctl rotate secret/openai/prod\n  vaultctl rotate --keyring"
+    )]
+    Rotate {
+        /// The secret's path (mount included).
+        #[arg(required_unless_present = "keyring", conflicts_with = "keyring")]
+        path: Option<String>,
+        /// Add a key term and rewrap every data key in the background.
+        #[arg(long)]
+        keyring: bool,
+    },
+
+    /// Set, show and list rotation policies.
+    #[command(subcommand)]
+    Rotation(RotationCommand),
+
     /// Create, look up and revoke tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -236,6 +253,55 @@ pub struct RequiredVersions {
     /// Versions, comma-separated.
     #[arg(long, value_delimiter = ',', required = true)]
     pub versions: Vec<u64>,
+}
+
+/// `rotation` subcommands.
+#[derive(Subcommand)]
+pub enum RotationCommand {
+    /// Set a secret's rotation policy.
+    #[command(
+        after_help = "Examples:\n  vaultctl rotation set secret/app/db --method generate --period 720h --target-field password --length 40\n  vaultctl rotation set secret/openai/prod --method manual --period 2160h --grace 168h"
+    )]
+    Set {
+        /// The secret's path (mount included).
+        path: String,
+        /// generate (a random value), or manual (report only).
+        #[arg(long)]
+        method: String,
+        /// Time between rotations (Go duration: 720h, 90s).
+        #[arg(long)]
+        period: String,
+        /// Time after a due date before the secret counts as overdue.
+        #[arg(long)]
+        grace: Option<String>,
+        /// The field that holds the credential.
+        #[arg(long, value_name = "FIELD")]
+        target_field: Option<String>,
+        /// generate: length of the random part.
+        #[arg(long)]
+        length: Option<u64>,
+        /// generate: the characters to draw from.
+        #[arg(long)]
+        alphabet: Option<String>,
+        /// generate: a fixed prefix, such as sk-.
+        #[arg(long)]
+        prefix: Option<String>,
+    },
+    /// Show a secret's rotation policy and status.
+    #[command(after_help = "Example: vaultctl rotation show secret/app/db")]
+    Show {
+        /// The secret's path.
+        path: String,
+    },
+    /// List every scheduled item: path, method, last rotation, next due, state.
+    #[command(after_help = "Example: vaultctl rotation list")]
+    List,
+    /// Delete a secret's rotation policy.
+    #[command(after_help = "Example: vaultctl rotation delete secret/app/db")]
+    Delete {
+        /// The secret's path.
+        path: String,
+    },
 }
 
 /// `token` subcommands.

@@ -18,7 +18,9 @@ use serde_json::{Value, json};
 use vaultd_client::{Client, ClientError, Settings};
 use zeroize::Zeroizing;
 
-use crate::cli::{AuditCommand, Cli, Command, Connection, Operator, PolicyCommand, TokenCommand};
+use crate::cli::{
+    AuditCommand, Cli, Command, Connection, Operator, PolicyCommand, RotationCommand, TokenCommand,
+};
 use crate::output::Output;
 
 fn main() -> ExitCode {
@@ -314,6 +316,109 @@ fn api_command(client: &Client, command: Command) -> Result<(Output, ExitCode)> 
                     .section("Versions", rows),
                 ok,
             )
+        }
+        Command::Rotate {
+            path: Some(path), ..
+        } => {
+            let path = path.trim_matches('/');
+            let answer = client
+                .write(&format!("sys/rotation/rotate/{path}"), &json!({}))?
+                .unwrap_or_default();
+            let data = answer["data"].clone();
+            eprintln!("{path} rotated");
+            (Output::new(data.clone()).object("", &data), ok)
+        }
+        Command::Rotate { path: None, .. } => {
+            client.request("PUT", "sys/rotate", None)?;
+            let status = client
+                .request("GET", "sys/key-status", None)?
+                .unwrap_or_default();
+            let data = status["data"].clone();
+            eprintln!("keyring rotated; data keys are rewrapped in the background");
+            let rows = vec![
+                ("term".into(), data["term"].clone()),
+                ("install_time".into(), data["install_time"].clone()),
+            ];
+            (Output::new(data).section("", rows), ok)
+        }
+        Command::Rotation(RotationCommand::Set {
+            path,
+            method,
+            period,
+            grace,
+            target_field,
+            length,
+            alphabet,
+            prefix,
+        }) => {
+            let mut body = json!({"method": method, "period": period});
+            for (key, value) in [
+                ("grace", grace),
+                ("field", target_field),
+                ("alphabet", alphabet),
+                ("prefix", prefix),
+            ] {
+                if let Some(value) = value {
+                    body[key] = json!(value);
+                }
+            }
+            if let Some(length) = length {
+                body["length"] = json!(length);
+            }
+            let path = path.trim_matches('/');
+            client.write(&format!("sys/rotation/policy/{path}"), &body)?;
+            eprintln!("rotation policy for {path} set");
+            (Output::new(Value::Null), ok)
+        }
+        Command::Rotation(RotationCommand::Show { path }) => {
+            let path = path.trim_matches('/');
+            let Some(answer) = client.read(&format!("sys/rotation/policy/{path}"))? else {
+                bail!("no rotation policy for {path}");
+            };
+            let data = answer["data"].clone();
+            (Output::new(data.clone()).object("", &data), ok)
+        }
+        Command::Rotation(RotationCommand::Delete { path }) => {
+            client.delete(&format!("sys/rotation/policy/{}", path.trim_matches('/')))?;
+            eprintln!("rotation policy deleted");
+            (Output::new(Value::Null), ok)
+        }
+        Command::Rotation(RotationCommand::List) => {
+            let mut rows = Vec::new();
+            let mut json_rows = Vec::new();
+            let keyring = client
+                .read("sys/rotate/config")?
+                .map(|a| a["data"].clone())
+                .unwrap_or_default();
+            if keyring["enabled"] == true {
+                let summary = format!(
+                    "keyring  every {}  last {}  next {}",
+                    output::text(&keyring["interval"]),
+                    output::text(&keyring["last_rotated"]),
+                    output::text(&keyring["next_due"])
+                );
+                rows.push(("(keyring)".to_string(), Value::String(summary)));
+                json_rows.push(json!({"path": "(keyring)", "method": "keyring", "last_rotated": keyring["last_rotated"], "next_due": keyring["next_due"], "state": "scheduled"}));
+            }
+            for path in client.list("sys/rotation/policy")? {
+                let Some(answer) = client.read(&format!("sys/rotation/policy/{path}"))? else {
+                    continue;
+                };
+                let d = &answer["data"];
+                let summary = format!(
+                    "{:<8} last {}  next {}  {}",
+                    output::text(&d["method"]),
+                    output::text(&d["last_rotated"]),
+                    output::text(&d["next_due"]),
+                    output::text(&d["state"])
+                );
+                rows.push((path.clone(), Value::String(summary)));
+                json_rows.push(json!({"path": path, "method": d["method"], "last_rotated": d["last_rotated"], "next_due": d["next_due"], "state": d["state"], "last_error": d["last_error"]}));
+            }
+            if rows.is_empty() {
+                bail!("nothing is scheduled for rotation");
+            }
+            (Output::new(Value::Array(json_rows)).section("", rows), ok)
         }
         Command::Token(TokenCommand::Create {
             policies,

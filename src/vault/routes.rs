@@ -68,6 +68,16 @@ pub enum Route<'a> {
     TokenRevokeSelf,
     /// `auth/token/revoke-accessor`
     TokenRevokeAccessor,
+    /// `sys/rotation/policy` (LIST)
+    RotationPolicies,
+    /// `sys/rotation/policy/<mount>/<path>`
+    RotationPolicy(&'a str),
+    /// `sys/rotation/rotate/<mount>/<path>`
+    RotationRotate(&'a str),
+    /// `sys/rotate/config`
+    RotateConfig,
+    /// `sys/metrics`
+    Metrics,
     /// A path served by a mounted engine.
     Engine(MountEntry, &'a str),
 }
@@ -93,6 +103,9 @@ impl<'a> Route<'a> {
             "sys/audit-public-key" => only(op, &[Read], Route::AuditPublicKey)?,
             "sys/key-status" => only(op, &[Read], Route::KeyStatus)?,
             "sys/rotate" => only(op, &[Write], Route::Rotate)?,
+            "sys/rotate/config" => only(op, &[Read, Write], Route::RotateConfig)?,
+            "sys/rotation/policy" => only(op, &[List], Route::RotationPolicies)?,
+            "sys/metrics" => only(op, &[Read], Route::Metrics)?,
             "auth/token/create" => only(op, &[Write], Route::TokenCreate { orphan: false })?,
             "auth/token/create-orphan" => only(op, &[Write], Route::TokenCreate { orphan: true })?,
             "auth/token/lookup" => only(op, &[Write, Read], Route::TokenLookup)?,
@@ -127,6 +140,10 @@ impl<'a> Route<'a> {
                     only(op, &[Write, Delete], Route::AuditDevice(name))?
                 } else if let Some(name) = tail(trimmed, "sys/audit-hash/") {
                     only(op, &[Write], Route::AuditHash(name))?
+                } else if let Some(path) = tail(trimmed, "sys/rotation/policy/") {
+                    only(op, &[Read, Write, Delete], Route::RotationPolicy(path))?
+                } else if let Some(path) = tail(trimmed, "sys/rotation/rotate/") {
+                    only(op, &[Write], Route::RotationRotate(path))?
                 } else if path.starts_with("sys/") || path.starts_with("auth/") {
                     return Err(ApiError::unsupported_path(path));
                 } else {
@@ -156,6 +173,7 @@ impl<'a> Route<'a> {
             | Route::AuditDevice(_)
             | Route::AuditHash(_)
             | Route::Rotate
+            | Route::RotateConfig
             | Route::KeyStatus => true,
             Route::Mount(_) => op != Operation::Read,
             Route::TokenCreate { orphan: true } => true,

@@ -106,6 +106,18 @@ fn routes() -> Vec<(&'static str, &'static str, Option<Value>)> {
         ("POST", "secret/destroy/app", Some(json!({"versions": [1]}))),
         ("GET", "secret/subkeys/app", None),
         ("GET", "secret/config", None),
+        ("LIST", "sys/rotation/policy", None),
+        ("GET", "sys/rotation/policy/secret/app", None),
+        (
+            "PUT",
+            "sys/rotation/policy/secret/app",
+            Some(json!({"method": "generate", "period": "1h", "field": "k"})),
+        ),
+        ("DELETE", "sys/rotation/policy/secret/app", None),
+        ("POST", "sys/rotation/rotate/secret/app", None),
+        ("GET", "sys/rotate/config", None),
+        ("POST", "sys/rotate/config", Some(json!({"enabled": false}))),
+        ("GET", "sys/metrics", None),
         ("POST", "secret/config", Some(json!({"max_versions": 5}))),
     ]
 }

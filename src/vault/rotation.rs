@@ -1,0 +1,600 @@
+//! The rotation schedule in the vault: `sys/rotation/*`, `sys/rotate/config`, and the tick
+//! that the daemon's scheduler thread calls.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::{Route, Vault};
+use crate::api::{ApiError, Fields, Operation, Request, Response};
+use crate::barrier::{BarrierError, Change, Expect, MountId, RecordId, RecordKind};
+use crate::mount::{EngineType, MountEntry};
+use crate::rotation::{self, JobStatus, Journal, Method, RotationPolicy, millis};
+
+/// A secret's rotation job: its policy and progress.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct SecretJob {
+    pub(super) policy: RotationPolicy,
+    pub(super) status: JobStatus,
+}
+
+/// The keyring's rotation schedule (`sys/rotate/config`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(super) struct KeyringJob {
+    pub(super) enabled: bool,
+    /// Seconds between rotations.
+    pub(super) interval: u64,
+    pub(super) status: JobStatus,
+}
+
+/// What one run did, for the audit log and the caller.
+struct Run {
+    from: u64,
+    to: u64,
+}
+
+impl Vault {
+    pub(super) fn rotation_route(
+        &self,
+        route: &Route<'_>,
+        request: &Request,
+        now: SystemTime,
+    ) -> Result<Response, ApiError> {
+        match (route, request.operation) {
+            (Route::RotationPolicies, _) => self.list_rotation_policies(),
+            (Route::RotationPolicy(path), Operation::Read) => {
+                let (job, _) = self.secret_job(path)?.ok_or_else(ApiError::not_found)?;
+                Ok(Response::data(describe_job(&job, now)))
+            }
+            (Route::RotationPolicy(path), Operation::Write) => {
+                self.write_rotation_policy(path, request, now)
+            }
+            (Route::RotationPolicy(path), _) => {
+                self.barrier.delete(&job_record(path)?, Expect::Any)?;
+                Ok(Response::empty())
+            }
+            (Route::RotationRotate(path), _) => {
+                let run = self.run_secret_job(path, now, true)?;
+                Ok(Response::data(
+                    json!({"from_version": run.from, "to_version": run.to}),
+                ))
+            }
+            (Route::RotateConfig, Operation::Read) => {
+                let (job, _) = self.keyring_job()?;
+                Ok(Response::data(json!({
+                    "enabled": job.enabled,
+                    "interval": crate::duration::format(Duration::from_secs(job.interval)),
+                    "max_operations": crate::keyring::DEFAULT_WEAR_LIMIT,
+                    "next_due": (job.enabled).then(|| timestamp(job.status.next_due)),
+                    "last_rotated": job.status.last_rotated.map(timestamp),
+                })))
+            }
+            (Route::RotateConfig, _) => self.write_rotate_config(request, now),
+            _ => Err(ApiError::unsupported_path(&request.path)),
+        }
+    }
+
+    fn list_rotation_policies(&self) -> Result<Response, ApiError> {
+        let mut keys = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.barrier.list(
+                RecordKind::RotationState,
+                MountId::SYSTEM,
+                "policy/",
+                after.as_ref(),
+                256,
+            )?;
+            let Some(last) = page.last().cloned() else {
+                break;
+            };
+            keys.extend(
+                page.iter()
+                    .filter_map(|id| id.path.strip_prefix("policy/").map(String::from)),
+            );
+            after = Some(last);
+        }
+        if keys.is_empty() {
+            return Err(ApiError::not_found());
+        }
+        Ok(Response::data(json!({"keys": keys})))
+    }
+
+    fn write_rotation_policy(
+        &self,
+        path: &str,
+        request: &Request,
+        now: SystemTime,
+    ) -> Result<Response, ApiError> {
+        self.kv_target(path)?;
+        let (policy, warnings) = RotationPolicy::from_request(request)?;
+        if policy.method == Method::Command {
+            return Err(ApiError::bad_request(
+                "command rotators are not supported by this vaultd yet; use generate or manual",
+            ));
+        }
+        let id = job_record(path)?;
+        let existing = self.secret_job(path)?;
+        let period_ms = policy.period.saturating_mul(1000);
+        let status = match existing {
+            // A changed period counts from the last rotation, or from now.
+            Some((job, _)) => JobStatus {
+                next_due: job
+                    .status
+                    .last_rotated
+                    .unwrap_or(millis(now))
+                    .saturating_add(period_ms),
+                ..job.status
+            },
+            None => JobStatus {
+                next_due: millis(now).saturating_add(period_ms),
+                ..JobStatus::default()
+            },
+        };
+        let job = SecretJob { policy, status };
+        self.barrier.put(&id, &encode(&job)?, Expect::Any)?;
+        Ok(Response::empty().with_warnings(warnings))
+    }
+
+    fn write_rotate_config(
+        &self,
+        request: &Request,
+        now: SystemTime,
+    ) -> Result<Response, ApiError> {
+        let mut fields = Fields::new(request);
+        let (mut job, generation) = self.keyring_job()?;
+        if let Some(enabled) = fields.bool("enabled")? {
+            job.enabled = enabled;
+        }
+        if let Some(interval) = fields.duration("interval")? {
+            if !interval.is_zero() && interval < Duration::from_secs(1) {
+                return Err(ApiError::bad_request("interval must be at least 1s"));
+            }
+            job.interval = interval.as_secs();
+            job.enabled = job.enabled || job.interval > 0;
+        }
+        let _ = fields.u64("max_operations")?;
+        if job.enabled && job.interval == 0 {
+            return Err(ApiError::bad_request(
+                "an enabled keyring schedule needs an interval, e.g. \"720h\"",
+            ));
+        }
+        job.status.next_due = millis(now).saturating_add(job.interval.saturating_mul(1000));
+        let expect = if generation == 0 {
+            Expect::Absent
+        } else {
+            Expect::Generation(generation)
+        };
+        self.barrier
+            .put(&keyring_record()?, &encode(&job)?, expect)
+            .map_err(conflict)?;
+        Ok(Response::empty().with_warnings(fields.unknown()))
+    }
+
+    /// Runs every job that is due at `now`. Called about twice a second by the daemon's
+    /// scheduler thread while the vault is unsealed; errors are logged and retried later.
+    pub fn rotation_tick(&self, now: SystemTime) {
+        if self.is_sealed() {
+            return;
+        }
+        if let Err(e) = self.keyring_tick(now) {
+            tracing::warn!(error = %e, "scheduled keyring rotation did not run");
+        }
+        self.rewrap_if_needed(now);
+        let mut after = None;
+        loop {
+            let page = match self.barrier.list(
+                RecordKind::RotationState,
+                MountId::SYSTEM,
+                "policy/",
+                after.as_ref(),
+                256,
+            ) {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::debug!(error = %e, "rotation tick stopped");
+                    return;
+                }
+            };
+            let Some(last) = page.last().cloned() else {
+                break;
+            };
+            for id in &page {
+                let Some(path) = id.path.strip_prefix("policy/") else {
+                    continue;
+                };
+                match self.run_secret_job(path, now, false) {
+                    Ok(_) => {}
+                    Err(e) if e.status == 204 => {}
+                    Err(e) => tracing::warn!(%path, error = %e, "scheduled rotation failed"),
+                }
+            }
+            after = Some(last);
+        }
+    }
+
+    /// Rotates one secret now (`forced`) or if it is due. A run that is not due answers an
+    /// `ApiError` with status 204, which callers treat as "nothing to do".
+    fn run_secret_job(&self, path: &str, now: SystemTime, forced: bool) -> Result<Run, ApiError> {
+        let (job, generation) = self
+            .secret_job(path)?
+            .ok_or_else(|| ApiError::bad_request(format!("no rotation policy for {path}")))?;
+        let now_ms = millis(now);
+        let status = &job.status;
+        let due = now_ms >= status.next_due && status.journal.is_none();
+        let retry_ok = status.retry_at.is_none_or(|at| now_ms >= at);
+        if !(forced || due && retry_ok) {
+            return Err(ApiError {
+                status: 204,
+                ..ApiError::bad_request("not due")
+            });
+        }
+        let period_ms = job.policy.period.saturating_mul(1000);
+        let next = if forced {
+            now_ms
+                .saturating_add(period_ms)
+                .saturating_add(rotation::jitter(period_ms))
+        } else {
+            rotation::next_due(
+                status.next_due,
+                now_ms,
+                period_ms,
+                rotation::jitter(period_ms),
+            )
+        };
+        let (mount, rest) = self.kv_target(path)?;
+        let rotation_id = uuid::Uuid::new_v4().to_string();
+
+        match job.policy.method {
+            Method::Manual if !forced => {
+                if status.last_error.as_deref() != Some("due") {
+                    tracing::warn!(%path, "secret with a manual rotation policy is due; rotate it and run `vaultctl rotate`");
+                    let mut noted = job.clone();
+                    noted.status.last_error = Some("due".into());
+                    let _ = self.barrier.put(
+                        &job_record(path)?,
+                        &encode(&noted)?,
+                        Expect::Generation(generation),
+                    );
+                }
+                Err(ApiError {
+                    status: 204,
+                    ..ApiError::bad_request("manual")
+                })
+            }
+            Method::Manual => {
+                // The operator says the secret was rotated by hand: the schedule restarts.
+                let current = self.kv.current_version(&mount, &rest)?;
+                self.audit_rotation(
+                    &rotation_id,
+                    path,
+                    "manual",
+                    (current, current),
+                    "start",
+                    None,
+                )?;
+                let mut done = job.clone();
+                done.status = completed(&job.status, now_ms, next, current, current);
+                self.barrier
+                    .put(
+                        &job_record(path)?,
+                        &encode(&done)?,
+                        Expect::Generation(generation),
+                    )
+                    .map_err(conflict)?;
+                self.audit_rotation(&rotation_id, path, "manual", (current, current), "ok", None)?;
+                self.rotations_ok.fetch_add(1, Ordering::Relaxed);
+                Ok(Run {
+                    from: current,
+                    to: current,
+                })
+            }
+            Method::Generate => {
+                let current = self.kv.current_version(&mount, &rest)?;
+                // Audited before the change, as every change is.
+                self.audit_rotation(
+                    &rotation_id,
+                    path,
+                    "generate",
+                    (current, current + 1),
+                    "start",
+                    None,
+                )?;
+                let value = job.policy.generate()?;
+                let mut done = job.clone();
+                done.status = completed(&job.status, now_ms, next, current, current + 1);
+                let body = encode(&done)?;
+                let id = job_record(path)?;
+                let also = [Change::Put {
+                    id: &id,
+                    value: &body,
+                    expect: Expect::Generation(generation),
+                }];
+                match self.kv.rotate_field(
+                    &mount,
+                    &rest,
+                    (&job.policy.field, &value),
+                    current,
+                    &also,
+                    now,
+                ) {
+                    Ok((from, to)) => {
+                        self.audit_rotation(
+                            &rotation_id,
+                            path,
+                            "generate",
+                            (from, to),
+                            "ok",
+                            None,
+                        )?;
+                        self.rotations_ok.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(%path, from, to, "secret rotated");
+                        Ok(Run { from, to })
+                    }
+                    Err(e) => {
+                        self.rotations_failed.fetch_add(1, Ordering::Relaxed);
+                        let message = e.messages.join("; ");
+                        self.audit_rotation(
+                            &rotation_id,
+                            path,
+                            "generate",
+                            (current, current),
+                            "failed",
+                            Some(&message),
+                        )?;
+                        self.record_failure(path, &message, now_ms);
+                        Err(e)
+                    }
+                }
+            }
+            Method::Command => Err(ApiError::bad_request(
+                "command rotators are not supported by this vaultd yet",
+            )),
+        }
+    }
+
+    fn record_failure(&self, path: &str, message: &str, now_ms: u64) {
+        let Ok(Some((mut job, generation))) = self.secret_job(path) else {
+            return;
+        };
+        job.status.failures = job.status.failures.saturating_add(1);
+        job.status.last_error = Some(message.to_string());
+        job.status.journal = None;
+        let delay = u64::try_from(rotation::retry_delay(job.status.failures).as_millis())
+            .unwrap_or(u64::MAX);
+        job.status.retry_at = Some(now_ms.saturating_add(delay));
+        if let (Ok(id), Ok(body)) = (job_record(path), encode(&job)) {
+            let _ = self.barrier.put(&id, &body, Expect::Generation(generation));
+        }
+    }
+
+    /// The keyring's scheduled rotation, journalled so that a crash between adding the term
+    /// and recording it never adds a second term for one due date.
+    fn keyring_tick(&self, now: SystemTime) -> Result<(), ApiError> {
+        let (job, generation) = self.keyring_job()?;
+        let now_ms = millis(now);
+        if !job.enabled || (job.status.journal.is_none() && now_ms < job.status.next_due) {
+            return Ok(());
+        }
+        let keyring = self.barrier.keyring()?;
+        let (journal, generation) = match &job.status.journal {
+            Some(journal) => (journal.clone(), generation),
+            None => {
+                let journal = Journal {
+                    rotation_id: uuid::Uuid::new_v4().to_string(),
+                    due: job.status.next_due,
+                    before: u64::from(keyring.active_term().0),
+                };
+                self.audit_rotation(
+                    &journal.rotation_id,
+                    "keyring",
+                    "keyring",
+                    (journal.before, journal.before + 1),
+                    "start",
+                    None,
+                )?;
+                let mut started = job.clone();
+                started.status.journal = Some(journal.clone());
+                let generation = self
+                    .barrier
+                    .put(
+                        &keyring_record()?,
+                        &encode(&started)?,
+                        Expect::Generation(generation),
+                    )
+                    .map_err(conflict)?;
+                (journal, generation)
+            }
+        };
+        // Steps may run twice; the term is added once: only if it is still the one from before.
+        if u64::from(keyring.active_term().0) == journal.before {
+            self.barrier.rotate(now)?;
+        }
+        let to = u64::from(keyring.active_term().0);
+        let period_ms = job.interval.saturating_mul(1000);
+        let mut done = job.clone();
+        done.status = completed(
+            &job.status,
+            now_ms,
+            rotation::next_due(journal.due, now_ms, period_ms, rotation::jitter(period_ms)),
+            journal.before,
+            to,
+        );
+        self.barrier
+            .put(
+                &keyring_record()?,
+                &encode(&done)?,
+                Expect::Generation(generation),
+            )
+            .map_err(conflict)?;
+        self.audit_rotation(
+            &journal.rotation_id,
+            "keyring",
+            "keyring",
+            (journal.before, to),
+            "ok",
+            None,
+        )?;
+        self.rotations_ok.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(from = journal.before, to, "keyring rotated on schedule");
+        Ok(())
+    }
+
+    /// Starts a background rewrap when old key terms remain (after a rotation, a wear-out,
+    /// or a rewrap cut short), at most once a minute after a failure.
+    fn rewrap_if_needed(&self, now: SystemTime) {
+        let Ok(keyring) = self.barrier.keyring() else {
+            return;
+        };
+        if keyring.terms().len() < 2 || self.barrier.rewrap_status().running {
+            return;
+        }
+        let now_ms = millis(now);
+        if now_ms < self.rewrap_not_before.load(Ordering::Relaxed) {
+            return;
+        }
+        self.rewrap_not_before
+            .store(now_ms.saturating_add(60_000), Ordering::Relaxed);
+        let barrier = Arc::clone(&self.barrier);
+        let started = std::thread::Builder::new().name("vaultd-rewrap".into()).spawn(move || match barrier.rewrap() {
+            Ok(report) => tracing::info!(rewrapped = report.rewrapped, destroyed = ?report.destroyed, "rewrap finished"),
+            Err(e) => tracing::warn!(error = %e, "rewrap did not finish; it is retried"),
+        });
+        if let Err(e) = started {
+            tracing::warn!(error = %e, "cannot start the rewrap");
+        }
+    }
+
+    fn audit_rotation(
+        &self,
+        id: &str,
+        job: &str,
+        method: &str,
+        (from, to): (u64, u64),
+        result: &str,
+        error: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let mut entry = Map::new();
+        entry.insert(
+            "time".into(),
+            json!(crate::duration::timestamp(SystemTime::now())),
+        );
+        entry.insert("type".into(), json!("rotation"));
+        entry.insert(
+            "rotation".into(),
+            json!({"id": id, "job": job, "method": method, "from": from, "to": to, "result": result}),
+        );
+        entry.insert("error".into(), json!(error.unwrap_or("")));
+        self.audit.log(entry)
+    }
+
+    pub(super) fn secret_job(&self, path: &str) -> Result<Option<(SecretJob, u64)>, ApiError> {
+        let Some(record) = self.barrier.get(&job_record(path)?)? else {
+            return Ok(None);
+        };
+        let job = serde_json::from_slice(&record.value)
+            .map_err(|e| ApiError::internal(format!("rotation job {path} does not parse: {e}")))?;
+        Ok(Some((job, record.generation)))
+    }
+
+    pub(super) fn keyring_job(&self) -> Result<(KeyringJob, u64), ApiError> {
+        match self.barrier.get(&keyring_record()?)? {
+            Some(record) => Ok((
+                serde_json::from_slice(&record.value)
+                    .map_err(|e| ApiError::internal(e.to_string()))?,
+                record.generation,
+            )),
+            None => Ok((KeyringJob::default(), 0)),
+        }
+    }
+
+    /// The KV v2 mount and path a rotation path names.
+    fn kv_target(&self, path: &str) -> Result<(MountEntry, String), ApiError> {
+        let (mount, rest) = self
+            .mounts
+            .resolve(path)
+            .ok_or_else(|| ApiError::bad_request(format!("no mount serves {path}")))?;
+        if mount.engine != EngineType::Kv {
+            return Err(ApiError::bad_request(format!(
+                "{} is not a KV mount",
+                mount.path
+            )));
+        }
+        crate::kv::check_path(rest)?;
+        Ok((mount, rest.to_string()))
+    }
+}
+
+fn completed(previous: &JobStatus, now_ms: u64, next_due: u64, from: u64, to: u64) -> JobStatus {
+    JobStatus {
+        next_due,
+        last_rotated: Some(now_ms),
+        runs: previous.runs.saturating_add(1),
+        failures: 0,
+        last_error: None,
+        last_from: Some(from),
+        last_to: Some(to),
+        journal: None,
+        retry_at: None,
+    }
+}
+
+fn describe_job(job: &SecretJob, now: SystemTime) -> Value {
+    let policy = &job.policy;
+    let status = &job.status;
+    json!({
+        "method": policy.method.name(),
+        "period": crate::duration::format(Duration::from_secs(policy.period)),
+        "grace": crate::duration::format(Duration::from_secs(policy.grace)),
+        "field": policy.field,
+        "length": policy.length,
+        "alphabet": policy.alphabet,
+        "prefix": policy.prefix,
+        "rotator": policy.rotator,
+        "last_rotated": status.last_rotated.map(timestamp),
+        "next_due": timestamp(status.next_due),
+        "state": rotation::state(status, millis(now), policy.grace.saturating_mul(1000)),
+        "last_error": status.last_error.as_deref().filter(|e| *e != "due"),
+        "rotations": status.runs,
+        "last_version": status.last_to,
+    })
+}
+
+fn timestamp(ms: u64) -> String {
+    crate::duration::timestamp(UNIX_EPOCH + Duration::from_millis(ms))
+}
+
+pub(super) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(value).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+fn conflict(e: BarrierError) -> ApiError {
+    match e {
+        BarrierError::Conflict { .. } => ApiError {
+            status: 409,
+            ..ApiError::bad_request("the rotation state changed meanwhile; retry")
+        },
+        other => other.into(),
+    }
+}
+
+fn job_record(path: &str) -> Result<RecordId, ApiError> {
+    Ok(RecordId::new(
+        RecordKind::RotationState,
+        MountId::SYSTEM,
+        format!("policy/{path}"),
+        0,
+    )?)
+}
+
+pub(super) fn keyring_record() -> Result<RecordId, ApiError> {
+    Ok(RecordId::new(
+        RecordKind::RotationState,
+        MountId::SYSTEM,
+        "keyring",
+        0,
+    )?)
+}
