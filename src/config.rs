@@ -40,6 +40,29 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: LogSection,
+    /// External rotators that `command` rotation policies name.
+    #[serde(default, rename = "rotator")]
+    pub rotators: Vec<Rotator>,
+}
+
+/// `[[rotator]]`: an external program that rotates a credential at its provider.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rotator {
+    /// The name policies use.
+    pub name: String,
+    /// The program (an absolute path).
+    pub command: PathBuf,
+    /// Arguments before the step name.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Time one step may take.
+    #[serde(default = "default_rotator_timeout", with = "go_duration")]
+    pub timeout: Duration,
+}
+
+fn default_rotator_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 /// `[listener]`
@@ -281,6 +304,24 @@ impl Config {
                 ));
             }
             (SealKind::Shamir, None) => {}
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for rotator in &self.rotators {
+            if rotator.name.is_empty() || !names.insert(rotator.name.as_str()) {
+                return Err(invalid(
+                    "rotator.name",
+                    format!(
+                        "rotator names must be unique and not empty: {:?}",
+                        rotator.name
+                    ),
+                ));
+            }
+            if !rotator.command.is_absolute() {
+                return Err(invalid(
+                    "rotator.command",
+                    format!("{} is not an absolute path", rotator.command.display()),
+                ));
+            }
         }
         for device in &self.audit {
             if device.device_type != "file" {

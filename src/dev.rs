@@ -86,6 +86,7 @@ pub fn prepare(dir: &Path, listen: SocketAddr) -> Result<(Config, DevPaths), Str
             disable_mlock: false,
         },
         log: LogSection::default(),
+        rotators: Vec::new(),
     };
     let paths = DevPaths {
         root_token: dir.join("insecure-root-token"),

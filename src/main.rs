@@ -147,6 +147,7 @@ async fn run(config: Config, dev: Option<dev::DevPaths>) -> Result<ExitCode, Str
         audit: config.audit.clone(),
         limits: config.limits.clone(),
         allow_init_from_any_address: config.security.allow_init_from_any_address,
+        rotators: config.rotators.clone(),
     };
     let vault = Arc::new(Vault::new(Arc::new(storage), options));
 

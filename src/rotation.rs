@@ -16,6 +16,8 @@ use zeroize::Zeroizing;
 use crate::api::{ApiError, Fields, Request};
 use crate::crypto::fill_random;
 
+pub mod command;
+
 /// The longest jitter added to a due time: 5 % of the period, at most five minutes.
 pub const MAX_JITTER: Duration = Duration::from_secs(300);
 
@@ -204,7 +206,7 @@ pub struct JobStatus {
 
 /// What a rotation records before an effect it cannot commit together with the job's state,
 /// so a restart finishes it instead of doing it again.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Journal {
     /// One ID for every step of one rotation.
     pub rotation_id: String,
@@ -212,6 +214,21 @@ pub struct Journal {
     pub due: u64,
     /// What was current before (a key term, a version).
     pub before: u64,
+    /// A command rotation's next step: `create`, `set`, `test`, `commit` or `finish`.
+    #[serde(default)]
+    pub step: Option<String>,
+    /// The credential in use before the rotation (kept until `finish` revokes it).
+    #[serde(default)]
+    pub old: Option<String>,
+    /// The credential `create` minted, until it is committed.
+    #[serde(default)]
+    pub pending: Option<String>,
+    /// The rotator's own state, passed back to it at every step.
+    #[serde(default)]
+    pub state: Option<serde_json::Value>,
+    /// When `finish` may revoke the old credential: the end of the grace period.
+    #[serde(default)]
+    pub finish_at: Option<u64>,
 }
 
 /// Milliseconds since the Unix epoch.

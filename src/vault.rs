@@ -50,6 +50,8 @@ pub struct VaultOptions {
     pub limits: Limits,
     /// Accept `sys/init` from any address.
     pub allow_init_from_any_address: bool,
+    /// Rotators for `command` rotation policies.
+    pub rotators: Vec<crate::config::Rotator>,
 }
 
 /// The vault.

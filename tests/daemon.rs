@@ -2,6 +2,7 @@
 
 mod audit;
 mod bad_input;
+mod command_rotation;
 mod kv;
 mod lifecycle;
 mod regressions;

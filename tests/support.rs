@@ -276,6 +276,11 @@ impl TestVault {
         reply(request.send().unwrap())
     }
 
+    /// A client for this vault, to use from another thread.
+    pub fn http(&self) -> Client {
+        self.client.clone()
+    }
+
     /// Sends a request with the root token.
     pub fn root(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
         self.call(method, path, Some(&self.root_token.clone()), body)

@@ -265,7 +265,7 @@ pub enum RotationCommand {
     Set {
         /// The secret's path (mount included).
         path: String,
-        /// generate (a random value), or manual (report only).
+        /// generate (a random value), command (an external rotator), or manual (report only).
         #[arg(long)]
         method: String,
         /// Time between rotations (Go duration: 720h, 90s).
@@ -286,6 +286,9 @@ pub enum RotationCommand {
         /// generate: a fixed prefix, such as sk-.
         #[arg(long)]
         prefix: Option<String>,
+        /// command: the rotator's name in vault.toml.
+        #[arg(long)]
+        rotator: Option<String>,
     },
     /// Show a secret's rotation policy and status.
     #[command(after_help = "Example: vaultctl rotation show secret/app/db")]

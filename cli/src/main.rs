@@ -350,6 +350,7 @@ fn api_command(client: &Client, command: Command) -> Result<(Output, ExitCode)> 
             length,
             alphabet,
             prefix,
+            rotator,
         }) => {
             let mut body = json!({"method": method, "period": period});
             for (key, value) in [
@@ -357,6 +358,7 @@ fn api_command(client: &Client, command: Command) -> Result<(Output, ExitCode)> 
                 ("field", target_field),
                 ("alphabet", alphabet),
                 ("prefix", prefix),
+                ("rotator", rotator),
             ] {
                 if let Some(value) = value {
                     body[key] = json!(value);

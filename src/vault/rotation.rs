@@ -111,7 +111,13 @@ impl Vault {
     ) -> Result<Response, ApiError> {
         self.kv_target(path)?;
         let (policy, warnings) = RotationPolicy::from_request(request)?;
-        if policy.method == Method::Command {
+        if policy.method == Method::Command
+            && !self
+                .options
+                .rotators
+                .iter()
+                .any(|r| Some(&r.name) == policy.rotator.as_ref())
+        {
             return Err(ApiError::bad_request(
                 "command rotators are not supported by this vaultd yet; use generate or manual",
             ));
@@ -222,6 +228,9 @@ impl Vault {
         let (job, generation) = self
             .secret_job(path)?
             .ok_or_else(|| ApiError::bad_request(format!("no rotation policy for {path}")))?;
+        if job.policy.method == Method::Command {
+            return self.run_command_job(path, job, generation, now, forced);
+        }
         let now_ms = millis(now);
         let status = &job.status;
         let due = now_ms >= status.next_due && status.journal.is_none();
@@ -350,10 +359,284 @@ impl Vault {
                     }
                 }
             }
-            Method::Command => Err(ApiError::bad_request(
-                "command rotators are not supported by this vaultd yet",
+            Method::Command => Err(ApiError::internal(
+                "command jobs are run by run_command_job",
             )),
         }
+    }
+
+    /// A command rotation: create, set, test, commit, and after the grace period finish,
+    /// each step recorded in the job's journal before the next, so that after a crash the
+    /// rotation resumes where it stopped with the same `rotation_id` (a rotator must make
+    /// `create` return the same credential for the same ID). The new credential becomes the
+    /// current version only after `test` passed, in one commit with the journal's step.
+    fn run_command_job(
+        &self,
+        path: &str,
+        mut job: SecretJob,
+        mut generation: u64,
+        now: SystemTime,
+        forced: bool,
+    ) -> Result<Run, ApiError> {
+        let now_ms = millis(now);
+        let name = job.policy.rotator.clone().unwrap_or_default();
+        let rotator = self
+            .options
+            .rotators
+            .iter()
+            .find(|r| r.name == name)
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("no rotator named {name:?} in the configuration"))
+            })?;
+        let retry_ok = job.status.retry_at.is_none_or(|at| now_ms >= at);
+        let mut journal = match job.status.journal.clone() {
+            Some(journal) if journal.step.as_deref() == Some("finish") => {
+                if now_ms < journal.finish_at.unwrap_or(0) {
+                    return Err(ApiError {
+                        status: 204,
+                        ..ApiError::bad_request("grace period running")
+                    });
+                }
+                journal
+            }
+            Some(journal) if forced || retry_ok => journal,
+            Some(_) => {
+                return Err(ApiError {
+                    status: 204,
+                    ..ApiError::bad_request("waiting to retry")
+                });
+            }
+            None if !(forced || now_ms >= job.status.next_due && retry_ok) => {
+                return Err(ApiError {
+                    status: 204,
+                    ..ApiError::bad_request("not due")
+                });
+            }
+            None => {
+                let (mount, rest) = self.kv_target(path)?;
+                let (before, old) = self
+                    .kv
+                    .current_field(&mount, &rest, &job.policy.field, now)?
+                    .unwrap_or((self.kv.current_version(&mount, &rest)?, String::new()));
+                let journal = Journal {
+                    rotation_id: uuid::Uuid::new_v4().to_string(),
+                    due: job.status.next_due,
+                    before,
+                    step: Some("create".into()),
+                    old: Some(old),
+                    pending: None,
+                    state: None,
+                    finish_at: None,
+                };
+                self.audit_rotation(
+                    &journal.rotation_id,
+                    path,
+                    "command",
+                    (before, before + 1),
+                    "start",
+                    None,
+                )?;
+                job.status.journal = Some(journal.clone());
+                generation = self.save_job(path, &job, generation)?;
+                journal
+            }
+        };
+        let mut run = Run {
+            from: journal.before,
+            to: journal.before + 1,
+        };
+        loop {
+            let step = journal.step.clone().unwrap_or_default();
+            let input = json!({
+                "rotation_id": journal.rotation_id,
+                "path": path,
+                "field": job.policy.field,
+                "current": journal.old,
+                "new": journal.pending,
+                "state": journal.state,
+            });
+            match step.as_str() {
+                "create" | "set" | "test" => {
+                    let output = match rotation::command::run_step(rotator, &step, &input) {
+                        Ok(output) => output,
+                        Err(e) => {
+                            return Err(self.command_failed(
+                                path,
+                                &journal,
+                                &step,
+                                &e.to_string(),
+                                now_ms,
+                            ));
+                        }
+                    };
+                    if let Some(state) = output.get("state") {
+                        journal.state = Some(state.clone());
+                    }
+                    if step == "create" {
+                        let Some(credential) = output
+                            .get("credential")
+                            .and_then(Value::as_str)
+                            .filter(|c| !c.is_empty())
+                        else {
+                            return Err(self.command_failed(
+                                path,
+                                &journal,
+                                &step,
+                                "create printed no credential",
+                                now_ms,
+                            ));
+                        };
+                        journal.pending = Some(credential.to_string());
+                    }
+                    journal.step = Some(
+                        match step.as_str() {
+                            "create" => "set",
+                            "set" => "test",
+                            _ => "commit",
+                        }
+                        .into(),
+                    );
+                    job.status.journal = Some(journal.clone());
+                    generation = self.save_job(path, &job, generation)?;
+                }
+                "commit" => {
+                    let (mount, rest) = self.kv_target(path)?;
+                    let pending = journal.pending.clone().unwrap_or_default();
+                    let period_ms = job.policy.period.saturating_mul(1000);
+                    let next = rotation::next_due(
+                        journal.due,
+                        now_ms,
+                        period_ms,
+                        rotation::jitter(period_ms),
+                    );
+                    let mut finishing = journal.clone();
+                    finishing.step = Some("finish".into());
+                    finishing.pending = None;
+                    finishing.finish_at =
+                        Some(now_ms.saturating_add(job.policy.grace.saturating_mul(1000)));
+                    let mut done = job.clone();
+                    done.status = completed(
+                        &job.status,
+                        now_ms,
+                        next,
+                        journal.before,
+                        journal.before + 1,
+                    );
+                    done.status.journal = Some(finishing.clone());
+                    let body = encode(&done)?;
+                    let id = job_record(path)?;
+                    let also = [Change::Put {
+                        id: &id,
+                        value: &body,
+                        expect: Expect::Generation(generation),
+                    }];
+                    match self.kv.rotate_field(
+                        &mount,
+                        &rest,
+                        (&job.policy.field, &pending),
+                        journal.before,
+                        &also,
+                        now,
+                    ) {
+                        Ok((from, to)) => {
+                            run = Run { from, to };
+                            self.audit_rotation(
+                                &journal.rotation_id,
+                                path,
+                                "command",
+                                (from, to),
+                                "ok",
+                                None,
+                            )?;
+                            self.rotations_ok.fetch_add(1, Ordering::Relaxed);
+                            tracing::info!(%path, from, to, "secret rotated by its rotator; the old credential is revoked after the grace period");
+                            job = done;
+                            journal = finishing;
+                            generation += 1;
+                        }
+                        Err(e) => {
+                            return Err(self.command_failed(
+                                path,
+                                &journal,
+                                &step,
+                                &e.messages.join("; "),
+                                now_ms,
+                            ));
+                        }
+                    }
+                }
+                "finish" => {
+                    if now_ms < journal.finish_at.unwrap_or(0) {
+                        return Ok(run);
+                    }
+                    if let Err(e) = rotation::command::run_step(rotator, "finish", &input) {
+                        return Err(self.command_failed(
+                            path,
+                            &journal,
+                            &step,
+                            &e.to_string(),
+                            now_ms,
+                        ));
+                    }
+                    job.status.journal = None;
+                    job.status.failures = 0;
+                    job.status.retry_at = None;
+                    self.save_job(path, &job, generation)?;
+                    self.audit_rotation(
+                        &journal.rotation_id,
+                        path,
+                        "command",
+                        (run.from, run.to),
+                        "finished",
+                        None,
+                    )?;
+                    return Ok(run);
+                }
+                other => {
+                    return Err(ApiError::internal(format!(
+                        "rotation journal of {path} has an unknown step {other:?}"
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Records a failed step (the journal stays, so the retry resumes at that step with the
+    /// same rotation ID) and returns the error to report.
+    fn command_failed(
+        &self,
+        path: &str,
+        journal: &Journal,
+        step: &str,
+        message: &str,
+        now_ms: u64,
+    ) -> ApiError {
+        self.rotations_failed.fetch_add(1, Ordering::Relaxed);
+        let message = format!("step {step}: {message}");
+        let _ = self.audit_rotation(
+            &journal.rotation_id,
+            path,
+            "command",
+            (journal.before, journal.before + 1),
+            "failed",
+            Some(&message),
+        );
+        self.record_failure(path, &message, now_ms);
+        tracing::warn!(%path, %message, "rotation step failed; it is retried");
+        ApiError {
+            status: 502,
+            ..ApiError::bad_request(format!("rotation of {path} failed at {message}"))
+        }
+    }
+
+    fn save_job(&self, path: &str, job: &SecretJob, generation: u64) -> Result<u64, ApiError> {
+        self.barrier
+            .put(
+                &job_record(path)?,
+                &encode(job)?,
+                Expect::Generation(generation),
+            )
+            .map_err(conflict)
     }
 
     fn record_failure(&self, path: &str, message: &str, now_ms: u64) {
@@ -362,7 +645,6 @@ impl Vault {
         };
         job.status.failures = job.status.failures.saturating_add(1);
         job.status.last_error = Some(message.to_string());
-        job.status.journal = None;
         let delay = u64::try_from(rotation::retry_delay(job.status.failures).as_millis())
             .unwrap_or(u64::MAX);
         job.status.retry_at = Some(now_ms.saturating_add(delay));
@@ -387,6 +669,7 @@ impl Vault {
                     rotation_id: uuid::Uuid::new_v4().to_string(),
                     due: job.status.next_due,
                     before: u64::from(keyring.active_term().0),
+                    ..Journal::default()
                 };
                 self.audit_rotation(
                     &journal.rotation_id,
@@ -560,6 +843,7 @@ fn describe_job(job: &SecretJob, now: SystemTime) -> Value {
         "last_error": status.last_error.as_deref().filter(|e| *e != "due"),
         "rotations": status.runs,
         "last_version": status.last_to,
+        "in_progress": status.journal.as_ref().and_then(|j| j.step.clone()),
     })
 }
 

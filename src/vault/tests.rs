@@ -33,6 +33,7 @@ fn options() -> VaultOptions {
             ..Limits::default()
         },
         allow_init_from_any_address: false,
+        rotators: Vec::new(),
     }
 }
 
@@ -317,6 +318,7 @@ fn an_interrupted_keyring_rotation_resumes_without_a_second_term() {
             rotation_id: "r-1".into(),
             due: job.status.next_due,
             before: 1,
+            ..Journal::default()
         });
         if crashed_after_rotate {
             harness.vault.barrier().rotate(at(61.0)).unwrap();
