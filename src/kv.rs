@@ -513,6 +513,13 @@ impl KvEngine {
             .map(|v| (version, v.to_string())))
     }
 
+    /// When the secret was first written, if it exists.
+    pub fn created_time(&self, mount: &MountEntry, path: &str) -> Result<Option<String>, ApiError> {
+        Ok(self
+            .metadata(mount.id()?, path)?
+            .map(|(m, _)| m.created_time))
+    }
+
     /// The secret's `custom_metadata`, if it exists.
     pub fn custom_metadata(
         &self,

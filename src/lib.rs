@@ -62,6 +62,7 @@ pub mod kv;
 pub mod limits;
 pub mod mount;
 pub mod policy;
+pub mod provider;
 pub mod rotation;
 pub mod seal;
 pub mod server;

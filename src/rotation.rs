@@ -64,6 +64,10 @@ pub struct RotationPolicy {
     pub prefix: String,
     /// `command`: the rotator's name in the configuration.
     pub rotator: Option<String>,
+    /// Make the secret due at once when a person (a root token) has read it since its last
+    /// rotation.
+    #[serde(default)]
+    pub rotate_after_human_read: bool,
 }
 
 /// Characters a generated credential is drawn from unless the policy says otherwise.
@@ -124,6 +128,7 @@ impl RotationPolicy {
             ));
         }
         let rotator = fields.string("rotator")?.filter(|r| !r.is_empty());
+        let rotate_after_human_read = fields.bool("rotate_after_human_read")?.unwrap_or(false);
         if method == Method::Command && rotator.is_none() {
             return Err(ApiError::bad_request(
                 "a command rotation needs rotator: the name of a rotator in vault.toml",
@@ -138,6 +143,7 @@ impl RotationPolicy {
             alphabet,
             prefix,
             rotator,
+            rotate_after_human_read,
         };
         Ok((policy, fields.unknown()))
     }

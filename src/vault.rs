@@ -69,6 +69,7 @@ pub struct Vault {
     // Held while unsealing and initialising, so two operators finishing an unseal at once
     // cannot open the audit devices twice.
     unsealing: std::sync::Mutex<()>,
+    reads: rotation::ReadLog,
     rotations_ok: std::sync::atomic::AtomicU64,
     rotations_failed: std::sync::atomic::AtomicU64,
     rewrap_not_before: std::sync::atomic::AtomicU64,
@@ -111,6 +112,7 @@ impl Vault {
             ),
             auth_failures: AuthFailures::new(limits.max_tracked_clients),
             unsealing: std::sync::Mutex::new(()),
+            reads: rotation::ReadLog::default(),
             rotations_ok: std::sync::atomic::AtomicU64::new(0),
             rotations_failed: std::sync::atomic::AtomicU64::new(0),
             rewrap_not_before: std::sync::atomic::AtomicU64::new(0),
@@ -444,7 +446,24 @@ impl Vault {
     ) -> Result<Response, ApiError> {
         match route {
             Route::Engine(mount, rest) => match mount.engine {
-                EngineType::Kv => self.kv.handle(mount, rest, request, now),
+                EngineType::Kv => {
+                    let mut response = self.kv.handle(mount, rest, request, now)?;
+                    if let Some(path) = rest.strip_prefix("data/") {
+                        let full = format!("{}{path}", mount.path);
+                        match request.operation {
+                            Operation::Read if response.status.is_none() => {
+                                self.reads.record(&full, token, now)
+                            }
+                            Operation::Write | Operation::Patch => {
+                                response
+                                    .warnings
+                                    .extend(self.provider_warnings(mount, &full, path, request));
+                            }
+                            _ => {}
+                        }
+                    }
+                    Ok(response)
+                }
             },
             Route::TokenCreate { .. }
             | Route::TokenLookup

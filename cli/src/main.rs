@@ -408,14 +408,15 @@ fn api_command(client: &Client, command: Command) -> Result<(Output, ExitCode)> 
                 };
                 let d = &answer["data"];
                 let summary = format!(
-                    "{:<8} last {}  next {}  {}",
+                    "{:<8} {}  last {}  next {}  {}",
                     output::text(&d["method"]),
+                    output::text(&d["fingerprint"]),
                     output::text(&d["last_rotated"]),
                     output::text(&d["next_due"]),
                     output::text(&d["state"])
                 );
                 rows.push((path.clone(), Value::String(summary)));
-                json_rows.push(json!({"path": path, "method": d["method"], "last_rotated": d["last_rotated"], "next_due": d["next_due"], "state": d["state"], "last_error": d["last_error"]}));
+                json_rows.push(json!({"path": path, "method": d["method"], "fingerprint": d["fingerprint"], "last_rotated": d["last_rotated"], "next_due": d["next_due"], "state": d["state"], "last_error": d["last_error"]}));
             }
             if rows.is_empty() {
                 bail!("nothing is scheduled for rotation");

@@ -30,6 +30,50 @@ pub(super) struct KeyringJob {
     pub(super) status: JobStatus,
 }
 
+/// The last read of a secret: when, by which accessor, and when a person last read it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(super) struct LastRead {
+    at: u64,
+    accessor: String,
+    human_at: Option<u64>,
+}
+
+/// Last reads of secrets, kept in memory and written to the store in batches by the
+/// scheduler (every ten seconds), not on every read.
+#[derive(Default)]
+pub(super) struct ReadLog {
+    pending: std::sync::Mutex<std::collections::HashMap<String, LastRead>>,
+    last_flush: std::sync::atomic::AtomicU64,
+}
+
+impl ReadLog {
+    /// Notes a read of `path` (mount included) by `token`.
+    pub(super) fn record(&self, path: &str, token: &crate::token::Token, now: SystemTime) {
+        let at = millis(now);
+        // A person, as far as vaultd can tell: a root token (userpass logins come later).
+        let human = token.entry.is_root();
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = pending.entry(path.to_string()).or_default();
+        entry.at = at;
+        entry.accessor = token.entry.accessor.clone();
+        if human {
+            entry.human_at = Some(at);
+        }
+    }
+
+    fn peek(&self, path: &str) -> Option<LastRead> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(path)
+            .cloned()
+    }
+
+    fn take(&self) -> std::collections::HashMap<String, LastRead> {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
 /// What one run did, for the audit log and the caller.
 struct Run {
     from: u64,
@@ -47,7 +91,9 @@ impl Vault {
             (Route::RotationPolicies, _) => self.list_rotation_policies(),
             (Route::RotationPolicy(path), Operation::Read) => {
                 let (job, _) = self.secret_job(path)?.ok_or_else(ApiError::not_found)?;
-                Ok(Response::data(describe_job(&job, now)))
+                let mut described = describe_job(&job, now);
+                self.describe_key(path, &job, &mut described, now)?;
+                Ok(Response::data(described))
             }
             (Route::RotationPolicy(path), Operation::Write) => {
                 self.write_rotation_policy(path, request, now)
@@ -180,6 +226,137 @@ impl Vault {
         Ok(Response::empty().with_warnings(fields.unknown()))
     }
 
+    /// Adds what vaultd knows of the secret as a provider key: its provider, a fingerprint of
+    /// the credential (never the credential), when it was created and last read, and by whom.
+    fn describe_key(
+        &self,
+        path: &str,
+        job: &SecretJob,
+        out: &mut Value,
+        now: SystemTime,
+    ) -> Result<(), ApiError> {
+        let (mount, rest) = self.kv_target(path)?;
+        let custom = self.kv.custom_metadata(&mount, &rest)?.unwrap_or_default();
+        let current = self
+            .kv
+            .current_field(&mount, &rest, &job.policy.field, now)?;
+        let read = self.last_read(path)?;
+        let created = self.kv.created_time(&mount, &rest)?;
+        if let Value::Object(map) = out {
+            map.insert("provider".into(), json!(custom.get("provider")));
+            map.insert(
+                "fingerprint".into(),
+                json!(
+                    current
+                        .as_ref()
+                        .map(|(_, value)| crate::provider::fingerprint(value))
+                ),
+            );
+            map.insert("created".into(), json!(created));
+            map.insert(
+                "last_read".into(),
+                json!(read.as_ref().map(|r| timestamp(r.at))),
+            );
+            map.insert(
+                "last_reader".into(),
+                json!(read.as_ref().map(|r| r.accessor.clone())),
+            );
+            map.insert(
+                "last_human_read".into(),
+                json!(read.as_ref().and_then(|r| r.human_at).map(timestamp)),
+            );
+        }
+        Ok(())
+    }
+
+    /// Warnings for a write of a provider key whose credential does not have the provider's
+    /// known shape. The write itself is never refused for that.
+    pub(super) fn provider_warnings(
+        &self,
+        mount: &MountEntry,
+        full: &str,
+        path: &str,
+        request: &Request,
+    ) -> Vec<String> {
+        let Ok(Some(custom)) = self.kv.custom_metadata(mount, path) else {
+            return Vec::new();
+        };
+        let Some(provider) = custom
+            .get("provider")
+            .and_then(|p| crate::provider::Provider::parse(p))
+        else {
+            return match custom.get("provider") {
+                Some(other) => vec![format!(
+                    "provider {other:?} is not one vaultd knows; its key's shape is not checked"
+                )],
+                None => Vec::new(),
+            };
+        };
+        let field = match self.secret_job(full) {
+            Ok(Some((job, _))) => job.policy.field,
+            _ => "api_key".to_string(),
+        };
+        request
+            .data
+            .get("data")
+            .and_then(|d| d.get(&field))
+            .and_then(Value::as_str)
+            .and_then(|key| provider.check(&field, key))
+            .into_iter()
+            .collect()
+    }
+
+    fn last_read(&self, path: &str) -> Result<Option<LastRead>, ApiError> {
+        if let Some(read) = self.reads.peek(path) {
+            let stored = self.stored_read(path)?;
+            return Ok(Some(LastRead {
+                human_at: read.human_at.or(stored.and_then(|s| s.human_at)),
+                ..read
+            }));
+        }
+        self.stored_read(path)
+    }
+
+    fn stored_read(&self, path: &str) -> Result<Option<LastRead>, ApiError> {
+        let Some(record) = self.barrier.get(&reads_record(path)?)? else {
+            return Ok(None);
+        };
+        Ok(serde_json::from_slice(&record.value).ok())
+    }
+
+    /// Writes the last reads noted since the previous flush, every ten seconds at most.
+    fn flush_reads(&self, now: SystemTime) {
+        let now_ms = millis(now);
+        let last = self.reads.last_flush.load(Ordering::Relaxed);
+        if now_ms < last.saturating_add(10_000) && now_ms >= last {
+            return;
+        }
+        self.reads.last_flush.store(now_ms, Ordering::Relaxed);
+        for (path, read) in self.reads.take() {
+            let merged = match self.stored_read(&path) {
+                Ok(Some(stored)) => LastRead {
+                    human_at: read.human_at.or(stored.human_at),
+                    ..read
+                },
+                _ => read,
+            };
+            let written = reads_record(&path)
+                .and_then(|id| Ok(self.barrier.put(&id, &encode(&merged)?, Expect::Any)?));
+            if let Err(e) = written {
+                tracing::debug!(%path, error = %e, "last read not recorded");
+            }
+        }
+    }
+
+    /// Whether a person read the secret since its last rotation (or, never rotated, ever).
+    fn read_by_a_person_since_rotation(&self, path: &str, status: &JobStatus) -> bool {
+        let Ok(Some(read)) = self.last_read(path) else {
+            return false;
+        };
+        read.human_at
+            .is_some_and(|at| at > status.last_rotated.unwrap_or(0))
+    }
+
     /// Runs every job that is due at `now`. Called about twice a second by the daemon's
     /// scheduler thread while the vault is unsealed; errors are logged and retried later.
     pub fn rotation_tick(&self, now: SystemTime) {
@@ -190,6 +367,7 @@ impl Vault {
             tracing::warn!(error = %e, "scheduled keyring rotation did not run");
         }
         self.rewrap_if_needed(now);
+        self.flush_reads(now);
         let mut after = None;
         loop {
             let page = match self.barrier.list(
@@ -233,7 +411,9 @@ impl Vault {
         }
         let now_ms = millis(now);
         let status = &job.status;
-        let due = now_ms >= status.next_due && status.journal.is_none();
+        let human_due = job.policy.rotate_after_human_read
+            && self.read_by_a_person_since_rotation(path, status);
+        let due = (now_ms >= status.next_due || human_due) && status.journal.is_none();
         let retry_ok = status.retry_at.is_none_or(|at| now_ms >= at);
         if !(forced || due && retry_ok) {
             return Err(ApiError {
@@ -406,7 +586,12 @@ impl Vault {
                     ..ApiError::bad_request("waiting to retry")
                 });
             }
-            None if !(forced || now_ms >= job.status.next_due && retry_ok) => {
+            None if !(forced
+                || (now_ms >= job.status.next_due
+                    || job.policy.rotate_after_human_read
+                        && self.read_by_a_person_since_rotation(path, &job.status))
+                    && retry_ok) =>
+            {
                 return Err(ApiError {
                     status: 204,
                     ..ApiError::bad_request("not due")
@@ -863,6 +1048,15 @@ fn conflict(e: BarrierError) -> ApiError {
         },
         other => other.into(),
     }
+}
+
+fn reads_record(path: &str) -> Result<RecordId, ApiError> {
+    Ok(RecordId::new(
+        RecordKind::RotationState,
+        MountId::SYSTEM,
+        format!("reads/{path}"),
+        0,
+    )?)
 }
 
 fn job_record(path: &str) -> Result<RecordId, ApiError> {

@@ -346,3 +346,126 @@ fn an_interrupted_keyring_rotation_resumes_without_a_second_term() {
         assert!(job.status.next_due > crate::rotation::millis(at(61.5)));
     }
 }
+
+#[test]
+fn provider_keys_are_checked_and_only_fingerprinted() {
+    let harness = Harness::new();
+    harness
+        .call(
+            Operation::Write,
+            "secret/metadata/openai",
+            json!({"custom_metadata": {"provider": "openai"}}),
+        )
+        .unwrap();
+    let good = "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789";
+    let write = |key: &str| {
+        let request = Request {
+            id: "t".into(),
+            operation: Operation::Write,
+            path: "secret/data/openai".into(),
+            data: json!({"data": {"api_key": key}})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            token: Some(ClientToken(Zeroizing::new(harness.token.clone()))),
+            remote: SocketAddr::from(([127, 0, 0, 1], 1)),
+            wrap_ttl: None,
+        };
+        harness.vault.handle(&request).result.unwrap().warnings
+    };
+    assert!(write(good).is_empty());
+    let warnings = write("sk-ant-api03-not-an-openai-key-at-all-0000");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("does not look like a openai key")
+            && !warnings[0].contains("not-an-openai"),
+        "{warnings:?}"
+    );
+
+    harness
+        .call(
+            Operation::Write,
+            "secret/data/openai",
+            json!({"data": {"api_key": good}}),
+        )
+        .unwrap();
+    harness
+        .call(
+            Operation::Write,
+            "sys/rotation/policy/secret/openai",
+            json!({"method": "manual", "period": "1h"}),
+        )
+        .unwrap();
+    harness
+        .call(
+            Operation::Write,
+            "sys/rotation/policy/secret/openai",
+            json!({"method": "manual", "period": "1h", "field": "api_key"}),
+        )
+        .unwrap();
+    let status = harness
+        .call(
+            Operation::Read,
+            "sys/rotation/policy/secret/openai",
+            json!({}),
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(status["provider"], "openai");
+    assert_eq!(status["fingerprint"], "sk-proj-…6789");
+    assert!(
+        !status.to_string().contains(good),
+        "the status shows the key"
+    );
+    assert!(status["created"].is_string());
+}
+
+#[test]
+fn a_read_by_a_person_makes_the_key_due_when_asked() {
+    let harness = Harness::new();
+    harness
+        .call(
+            Operation::Write,
+            "secret/data/watched",
+            json!({"data": {"key": "initial"}}),
+        )
+        .unwrap();
+    let policy = json!({"method": "generate", "period": "720h", "field": "key", "rotate_after_human_read": true});
+    harness
+        .vault
+        .rotation_route(
+            &Route::RotationPolicy("secret/watched"),
+            &Request {
+                id: "t".into(),
+                operation: Operation::Write,
+                path: "sys/rotation/policy/secret/watched".into(),
+                data: policy.as_object().cloned().unwrap_or_default(),
+                token: None,
+                remote: SocketAddr::from(([127, 0, 0, 1], 1)),
+                wrap_ttl: None,
+            },
+            at(0.0),
+        )
+        .unwrap();
+    harness.vault.rotation_tick(at(10.0));
+    assert_eq!(harness.version("watched"), 1);
+    // The root token reads it: a person has seen the key.
+    harness
+        .call(Operation::Read, "secret/data/watched", json!({}))
+        .unwrap();
+    harness.vault.rotation_tick(at(11.0));
+    assert_eq!(
+        harness.version("watched"),
+        2,
+        "a key a person read was not rotated"
+    );
+    let status = harness
+        .call(
+            Operation::Read,
+            "sys/rotation/policy/secret/watched",
+            json!({}),
+        )
+        .unwrap()
+        .unwrap();
+    assert!(status["last_reader"].is_string());
+}

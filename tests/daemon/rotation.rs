@@ -166,3 +166,80 @@ fn bad_policies_are_refused() {
     assert_eq!(reply.status, 400, "{}", reply.body);
     assert_eq!(vault.root("LIST", "sys/rotation/policy", None).status, 404);
 }
+
+/// The keyring rotates every second while the daemon is killed with SIGKILL at random
+/// moments (before, during and after adding a term, recording it, and rewrapping): every
+/// acknowledged secret stays readable after each restart, and the schedule goes on.
+#[test]
+fn keyring_rotation_survives_sigkill_at_random_moments() {
+    let kills: u64 = std::env::var("VAULTD_KEYRING_KILLS")
+        .ok()
+        .and_then(|k| k.parse().ok())
+        .unwrap_or(40);
+    let keys = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "[seal]\ntype = \"keyfile\"\nkey_file = \"{}\"\n",
+        keys.path().join("unseal.key").display()
+    );
+    let mut vault = TestVault::production(&extra);
+    crate::support::init(&mut vault, 1, 1);
+    let config = vault.root(
+        "POST",
+        "sys/rotate/config",
+        Some(json!({"enabled": true, "interval": "1s"})),
+    );
+    assert_eq!(config.status, 204, "{}", config.body);
+
+    let mut seed = 0x2545_f491_4f6c_dd1du64 ^ u64::from(std::process::id());
+    let mut written = Vec::new();
+    let mut highest_term = 1;
+    for round in 0..kills {
+        // A few acknowledged writes, then a kill at a random moment up to 1.5 s later.
+        for i in 0..3 {
+            let path = format!("k/{round}-{i}");
+            let reply = vault.root(
+                "POST",
+                &format!("secret/data/{path}"),
+                Some(json!({"data": {"v": path}})),
+            );
+            assert_eq!(reply.status, 200, "{}", reply.body);
+            written.push(path);
+        }
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(100 + seed % 1400));
+        vault.kill();
+        vault.restart();
+
+        for path in &written {
+            let read = vault.root("GET", &format!("secret/data/{path}"), None);
+            assert_eq!(
+                read.status, 200,
+                "round {round}: {path} unreadable: {}",
+                read.body
+            );
+            assert_eq!(read.body["data"]["data"]["v"], path.as_str());
+        }
+        let status = vault.root("GET", "sys/key-status", None);
+        let term = status.body["data"]["term"].as_u64().unwrap();
+        assert!(
+            term >= highest_term,
+            "round {round}: the active term went back from {highest_term} to {term}"
+        );
+        highest_term = term;
+    }
+    // The schedule survived the restarts: the term keeps rising.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while vault.root("GET", "sys/key-status", None).body["data"]["term"]
+        .as_u64()
+        .unwrap()
+        <= highest_term
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the keyring stopped rotating after the restarts"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
