@@ -635,6 +635,11 @@ impl Vault {
                 "# HELP vaultd_key_term_wraps Data keys wrapped by the active term.\n# TYPE vaultd_key_term_wraps gauge\nvaultd_key_term_wraps {active}"
             );
         }
+        let states = self.rotation_states(std::time::SystemTime::now());
+        let _ = writeln!(out, "# HELP vaultd_rotation_jobs Secrets with a rotation policy, by state.\n# TYPE vaultd_rotation_jobs gauge");
+        for state in ["ok", "due", "overdue", "failing"] {
+            let _ = writeln!(out, "vaultd_rotation_jobs{{state=\"{state}\"}} {}", states.get(state).copied().unwrap_or(0));
+        }
         let rewrap = self.barrier.rewrap_status();
         let _ = writeln!(
             out,
