@@ -636,9 +636,16 @@ impl Vault {
             );
         }
         let states = self.rotation_states(std::time::SystemTime::now());
-        let _ = writeln!(out, "# HELP vaultd_rotation_jobs Secrets with a rotation policy, by state.\n# TYPE vaultd_rotation_jobs gauge");
+        let _ = writeln!(
+            out,
+            "# HELP vaultd_rotation_jobs Secrets with a rotation policy, by state.\n# TYPE vaultd_rotation_jobs gauge"
+        );
         for state in ["ok", "due", "overdue", "failing"] {
-            let _ = writeln!(out, "vaultd_rotation_jobs{{state=\"{state}\"}} {}", states.get(state).copied().unwrap_or(0));
+            let _ = writeln!(
+                out,
+                "vaultd_rotation_jobs{{state=\"{state}\"}} {}",
+                states.get(state).copied().unwrap_or(0)
+            );
         }
         let rewrap = self.barrier.rewrap_status();
         let _ = writeln!(

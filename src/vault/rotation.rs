@@ -358,15 +358,32 @@ impl Vault {
     }
 
     /// How many secret jobs are in each state at `now`, for metrics.
-    pub(super) fn rotation_states(&self, now: SystemTime) -> std::collections::BTreeMap<&'static str, u64> {
+    pub(super) fn rotation_states(
+        &self,
+        now: SystemTime,
+    ) -> std::collections::BTreeMap<&'static str, u64> {
         let mut counts = std::collections::BTreeMap::new();
         let mut after = None;
-        while let Ok(page) = self.barrier.list(RecordKind::RotationState, MountId::SYSTEM, "policy/", after.as_ref(), 256) {
-            let Some(last) = page.last().cloned() else { break };
+        while let Ok(page) = self.barrier.list(
+            RecordKind::RotationState,
+            MountId::SYSTEM,
+            "policy/",
+            after.as_ref(),
+            256,
+        ) {
+            let Some(last) = page.last().cloned() else {
+                break;
+            };
             for id in &page {
-                let Some(path) = id.path.strip_prefix("policy/") else { continue };
+                let Some(path) = id.path.strip_prefix("policy/") else {
+                    continue;
+                };
                 if let Ok(Some((job, _))) = self.secret_job(path) {
-                    let state = rotation::state(&job.status, millis(now), job.policy.grace.saturating_mul(1000));
+                    let state = rotation::state(
+                        &job.status,
+                        millis(now),
+                        job.policy.grace.saturating_mul(1000),
+                    );
                     *counts.entry(state).or_default() += 1;
                 }
             }

@@ -290,7 +290,11 @@ fn manual_policies_only_report() {
         "a manual policy changed the secret"
     );
     let metrics = String::from_utf8(harness.vault.metrics().raw.unwrap().1).unwrap();
-    assert!(metrics.contains("vaultd_rotation_jobs{state=\"ok\"} 1") || metrics.contains("vaultd_rotation_jobs{state=\"overdue\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("vaultd_rotation_jobs{state=\"ok\"} 1")
+            || metrics.contains("vaultd_rotation_jobs{state=\"overdue\"} 1"),
+        "{metrics}"
+    );
     let (job, _) = harness.vault.secret_job("secret/hand").unwrap().unwrap();
     assert_eq!(
         crate::rotation::state(&job.status, crate::rotation::millis(at(70.0)), 30_000),

@@ -181,3 +181,96 @@ fn sighup_reloads_the_certificate_and_keeps_the_old_one_if_the_new_is_bad() {
         std::thread::sleep(std::time::Duration::from_millis(25));
     }
 }
+
+/// With `tls_client_ca_file` set, clients may present a certificate from that CA; a client
+/// without one still works with a token, and one from another CA is refused at the handshake.
+#[test]
+fn client_certificates_are_requested_not_required() {
+    use std::sync::Arc;
+
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair,
+    };
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+    fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
+    }
+    fn client_cert(issuer: &CertifiedIssuer<'static, KeyPair>) -> (String, String) {
+        let mut params = CertificateParams::new(vec!["service.example".to_string()]).unwrap();
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    let clients = ca("clients");
+    let stranger = ca("stranger");
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("clients-ca.pem");
+    std::fs::write(&ca_file, clients.pem()).unwrap();
+    let mut vault = TestVault::production("");
+    // The harness writes the [listener] section; add the client CA to it and restart.
+    let config = std::fs::read_to_string(vault.path("vault.toml")).unwrap();
+    let config = config.replacen(
+        "[storage]",
+        &format!(
+            "tls_client_ca_file = \"{}\"\n\n[storage]",
+            ca_file.display()
+        ),
+        1,
+    );
+    std::fs::write(vault.path("vault.toml"), config).unwrap();
+    vault.restart();
+
+    let server_ca = vault.ca.clone();
+    let connect = |identity: Option<(String, String)>| {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(&server_ca).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+        let config = match identity {
+            Some((cert, key)) => builder
+                .with_client_auth_cert(
+                    CertificateDer::pem_slice_iter(cert.as_bytes())
+                        .map(|c| c.unwrap())
+                        .collect(),
+                    PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+                )
+                .unwrap(),
+            None => builder.with_no_client_auth(),
+        };
+        let client = reqwest::blocking::Client::builder()
+            .use_preconfigured_tls(config)
+            .build()
+            .unwrap();
+        client
+            .get(format!("{}/v1/sys/seal-status", vault.addr))
+            .send()
+    };
+    assert_eq!(
+        connect(None).unwrap().status(),
+        200,
+        "a client without a certificate is refused"
+    );
+    assert_eq!(
+        connect(Some(client_cert(&clients))).unwrap().status(),
+        200,
+        "a good client certificate is refused"
+    );
+    assert!(
+        connect(Some(client_cert(&stranger))).is_err(),
+        "a certificate from another CA was accepted"
+    );
+}
