@@ -68,4 +68,5 @@ pub mod seal;
 pub mod server;
 pub mod storage;
 pub mod token;
+pub mod transit;
 pub mod vault;

@@ -23,6 +23,8 @@ const RESERVED: [&str; 5] = ["sys/", "auth/", "cubbyhole/", "identity/", "v1/"];
 pub enum EngineType {
     /// Key/value secrets, version 2.
     Kv,
+    /// Encryption, signing and hashing with keys that never leave the vault.
+    Transit,
 }
 
 impl EngineType {
@@ -30,6 +32,7 @@ impl EngineType {
     pub fn name(self) -> &'static str {
         match self {
             EngineType::Kv => "kv",
+            EngineType::Transit => "transit",
         }
     }
 }
@@ -68,7 +71,7 @@ impl MountEntry {
             "accessor": self.accessor,
             "uuid": self.uuid,
             "config": {"default_lease_ttl": 0, "max_lease_ttl": 0, "force_no_cache": false},
-            "options": {"version": "2"},
+            "options": match self.engine { EngineType::Kv => json!({"version": "2"}), EngineType::Transit => Value::Null },
             "local": false,
             "seal_wrap": false,
             "external_entropy_access": false,

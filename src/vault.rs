@@ -63,6 +63,7 @@ pub struct Vault {
     policies: PolicyStore,
     mounts: MountTable,
     kv: KvEngine,
+    transit: crate::transit::TransitEngine,
     audit: AuditBroker,
     per_token: Limiter<String>,
     auth_failures: AuthFailures,
@@ -104,6 +105,7 @@ impl Vault {
             policies: PolicyStore::new(Arc::clone(&barrier)),
             mounts: MountTable::new(Arc::clone(&barrier)),
             kv: KvEngine::new(Arc::clone(&barrier)),
+            transit: crate::transit::TransitEngine::new(Arc::clone(&barrier)),
             audit: AuditBroker::new(limits.audit_timeout),
             per_token: Limiter::new(
                 limits.requests_per_second_per_token,
@@ -161,6 +163,12 @@ impl Vault {
             self.policies.ensure_default()?;
             self.mounts
                 .mount("secret/", EngineType::Kv, "key/value secret storage", now)?;
+            self.mounts.mount(
+                "transit/",
+                EngineType::Transit,
+                "encryption as a service",
+                now,
+            )?;
             let (root, _) = self.tokens.create_root(now)?;
             Ok(root)
         };
@@ -402,6 +410,7 @@ impl Vault {
         let exists = match (route, request.operation) {
             (Route::Engine(mount, rest), Operation::Write) => match mount.engine {
                 EngineType::Kv => self.kv.exists(mount, rest)?,
+                EngineType::Transit => true,
             },
             _ => true,
         };
@@ -464,6 +473,7 @@ impl Vault {
                     }
                     Ok(response)
                 }
+                EngineType::Transit => self.transit.handle(mount, rest, request, now),
             },
             Route::TokenCreate { .. }
             | Route::TokenLookup

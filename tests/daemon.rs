@@ -9,3 +9,4 @@ mod regressions;
 mod rotation;
 mod sweep;
 mod tokens;
+mod transit;

@@ -306,6 +306,7 @@ impl Vault {
         }
         let engine = match (kind.as_str(), options.get("version").map(String::as_str)) {
             ("kv", Some("2")) | ("kv-v2", _) => EngineType::Kv,
+            ("transit", _) => EngineType::Transit,
             ("kv", _) => {
                 return Err(ApiError::bad_request(
                     "vaultd supports only version 2 of the kv engine: set options.version to 2",

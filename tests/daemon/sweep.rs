@@ -118,6 +118,46 @@ fn routes() -> Vec<(&'static str, &'static str, Option<Value>)> {
         ("GET", "sys/rotate/config", None),
         ("POST", "sys/rotate/config", Some(json!({"enabled": false}))),
         ("GET", "sys/metrics", None),
+        ("LIST", "transit/keys", None),
+        ("POST", "transit/keys/k", Some(json!({}))),
+        ("GET", "transit/keys/k", None),
+        ("DELETE", "transit/keys/k", None),
+        (
+            "POST",
+            "transit/keys/k/config",
+            Some(json!({"deletion_allowed": true})),
+        ),
+        ("POST", "transit/keys/k/rotate", None),
+        (
+            "POST",
+            "transit/keys/k/trim",
+            Some(json!({"min_available_version": 1})),
+        ),
+        (
+            "POST",
+            "transit/encrypt/k",
+            Some(json!({"plaintext": "aGk="})),
+        ),
+        (
+            "POST",
+            "transit/decrypt/k",
+            Some(json!({"ciphertext": "vault:v1:AAAA"})),
+        ),
+        (
+            "POST",
+            "transit/rewrap/k",
+            Some(json!({"ciphertext": "vault:v1:AAAA"})),
+        ),
+        ("POST", "transit/datakey/plaintext/k", None),
+        ("POST", "transit/random/16", None),
+        ("POST", "transit/hash", Some(json!({"input": "aGk="}))),
+        ("POST", "transit/hmac/k", Some(json!({"input": "aGk="}))),
+        ("POST", "transit/sign/k", Some(json!({"input": "aGk="}))),
+        (
+            "POST",
+            "transit/verify/k",
+            Some(json!({"input": "aGk=", "signature": "vault:v1:AAAA"})),
+        ),
         ("POST", "secret/config", Some(json!({"max_versions": 5}))),
     ]
 }

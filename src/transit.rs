@@ -1,0 +1,1177 @@
+//! The transit engine: named keys that never leave the vault, used to encrypt, decrypt,
+//! sign, verify, HMAC and hash, compatible with Vault's transit API and its ciphertext format
+//! (`vault:v<N>:<base64(nonce ‖ ciphertext ‖ tag)>`).
+//!
+//! A key's policy (type, versions, limits) is one record; each key version is a record of
+//! its own, so a key with many versions stays under the record limit. Both go through the
+//! barrier like every other record.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use zeroize::Zeroizing;
+
+use crate::api::{ApiError, Fields, Operation, Request, Response};
+use crate::barrier::{Barrier, BarrierError, Change, Expect, MountId, RecordId, RecordKind};
+use crate::crypto::{self, Algorithm, SecretKey};
+use crate::mount::MountEntry;
+
+/// The largest batch a request may carry.
+const MAX_BATCH: usize = 1000;
+
+/// Key types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyType {
+    /// AES-256-GCM with 96-bit nonces.
+    #[serde(rename = "aes256-gcm96")]
+    Aes256Gcm96,
+    /// ChaCha20-Poly1305.
+    #[serde(rename = "chacha20-poly1305")]
+    ChaCha20Poly1305,
+    /// Ed25519 signatures.
+    #[serde(rename = "ed25519")]
+    Ed25519,
+    /// ECDSA on P-256 with SHA-256, ASN.1 signatures.
+    #[serde(rename = "ecdsa-p256")]
+    EcdsaP256,
+    /// HMAC only.
+    #[serde(rename = "hmac")]
+    Hmac,
+}
+
+impl KeyType {
+    fn parse(name: &str) -> Result<KeyType, ApiError> {
+        Ok(match name {
+            "aes256-gcm96" => KeyType::Aes256Gcm96,
+            "chacha20-poly1305" => KeyType::ChaCha20Poly1305,
+            "ed25519" => KeyType::Ed25519,
+            "ecdsa-p256" => KeyType::EcdsaP256,
+            "hmac" => KeyType::Hmac,
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown key type {other:?}: vaultd supports aes256-gcm96, chacha20-poly1305, ed25519, ecdsa-p256 and hmac"
+                )));
+            }
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            KeyType::Aes256Gcm96 => "aes256-gcm96",
+            KeyType::ChaCha20Poly1305 => "chacha20-poly1305",
+            KeyType::Ed25519 => "ed25519",
+            KeyType::EcdsaP256 => "ecdsa-p256",
+            KeyType::Hmac => "hmac",
+        }
+    }
+
+    fn aead(self) -> Option<Algorithm> {
+        match self {
+            KeyType::Aes256Gcm96 => Some(Algorithm::Aes256Gcm),
+            KeyType::ChaCha20Poly1305 => Some(Algorithm::ChaCha20Poly1305),
+            _ => None,
+        }
+    }
+
+    fn signs(self) -> bool {
+        matches!(self, KeyType::Ed25519 | KeyType::EcdsaP256)
+    }
+}
+
+/// A key's settings and version range.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct KeyPolicy {
+    name: String,
+    key_type: KeyType,
+    latest_version: u32,
+    min_available_version: u32,
+    min_decryption_version: u32,
+    min_encryption_version: u32,
+    deletion_allowed: bool,
+    exportable: bool,
+    allow_plaintext_backup: bool,
+    /// Seconds; 0 is off.
+    auto_rotate_period: u64,
+    derived: bool,
+}
+
+/// One version's key material. No `Debug`; the strings are base64.
+#[derive(Serialize, Deserialize)]
+struct KeyVersion {
+    /// Symmetric key, or PKCS#8 private key for signing types.
+    key: String,
+    /// The HMAC key of this version.
+    hmac_key: String,
+    /// Public key (signing types).
+    public_key: Option<String>,
+    /// Unix seconds.
+    created: u64,
+}
+
+impl KeyVersion {
+    fn generate(key_type: KeyType, now: SystemTime) -> Result<KeyVersion, ApiError> {
+        let rng = ring::rand::SystemRandom::new();
+        let random32 = || -> Result<String, ApiError> {
+            let mut bytes = Zeroizing::new([0u8; 32]);
+            crypto::fill_random(bytes.as_mut()).map_err(|e| ApiError::internal(e.to_string()))?;
+            Ok(BASE64.encode(bytes.as_ref()))
+        };
+        let (key, public_key) = match key_type {
+            KeyType::Aes256Gcm96 | KeyType::ChaCha20Poly1305 | KeyType::Hmac => (random32()?, None),
+            KeyType::Ed25519 => {
+                let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
+                    .map_err(|_| ApiError::internal("cannot make an ed25519 key"))?;
+                let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
+                    .map_err(|_| ApiError::internal("bad ed25519 key"))?;
+                (
+                    BASE64.encode(pkcs8.as_ref()),
+                    Some(BASE64.encode(pair.public_key().as_ref())),
+                )
+            }
+            KeyType::EcdsaP256 => {
+                let alg = &signature::ECDSA_P256_SHA256_ASN1_SIGNING;
+                let pkcs8 = EcdsaKeyPair::generate_pkcs8(alg, &rng)
+                    .map_err(|_| ApiError::internal("cannot make a P-256 key"))?;
+                let pair = EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng)
+                    .map_err(|_| ApiError::internal("bad P-256 key"))?;
+                (
+                    BASE64.encode(pkcs8.as_ref()),
+                    Some(p256_public_pem(pair.public_key().as_ref())),
+                )
+            }
+        };
+        let created = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        Ok(KeyVersion {
+            key,
+            hmac_key: random32()?,
+            public_key,
+            created,
+        })
+    }
+
+    fn key_bytes(&self) -> Result<Zeroizing<Vec<u8>>, ApiError> {
+        BASE64
+            .decode(&self.key)
+            .map(Zeroizing::new)
+            .map_err(|_| ApiError::internal("stored transit key is not base64"))
+    }
+
+    fn hmac_bytes(&self) -> Result<Zeroizing<Vec<u8>>, ApiError> {
+        BASE64
+            .decode(&self.hmac_key)
+            .map(Zeroizing::new)
+            .map_err(|_| ApiError::internal("stored transit key is not base64"))
+    }
+}
+
+/// A P-256 public key (uncompressed point) as a PEM SubjectPublicKeyInfo, as Vault shows it.
+fn p256_public_pem(point: &[u8]) -> String {
+    // SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING { point } }
+    let mut der =
+        hex::decode("3059301306072a8648ce3d020106082a8648ce3d030107034200").unwrap_or_default();
+    der.extend_from_slice(point);
+    let body = BASE64.encode(&der);
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap_or_default())
+        .collect();
+    format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        lines.join("\n")
+    )
+}
+
+/// The engine. Stateless: everything is in the barrier.
+pub struct TransitEngine {
+    barrier: Arc<Barrier>,
+}
+
+impl TransitEngine {
+    /// An engine over `barrier`.
+    pub fn new(barrier: Arc<Barrier>) -> Self {
+        TransitEngine { barrier }
+    }
+
+    /// Handles a request for `rest`, the path after the mount.
+    pub fn handle(
+        &self,
+        mount: &MountEntry,
+        rest: &str,
+        request: &Request,
+        now: SystemTime,
+    ) -> Result<Response, ApiError> {
+        let id = mount.id()?;
+        let op = request.operation;
+        let parts: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
+        match (parts.as_slice(), op) {
+            (["keys"], Operation::List) => self.list_keys(id),
+            (["keys", name], Operation::Read) => self.read_key(id, name),
+            (["keys", name], Operation::Write) => self.create_key(id, name, request, now),
+            (["keys", name], Operation::Delete) => self.delete_key(id, name),
+            (["keys", name, "config"], Operation::Write) => self.configure_key(id, name, request),
+            (["keys", name, "rotate"], Operation::Write) => {
+                self.rotate_key(id, name, now)?;
+                self.read_key(id, name)
+            }
+            (["keys", name, "trim"], Operation::Write) => self.trim_key(id, name, request),
+            (["encrypt", name], Operation::Write) => self.encrypt(id, name, request, now),
+            (["decrypt", name], Operation::Write) => self.decrypt(id, name, request),
+            (["rewrap", name], Operation::Write) => self.rewrap(id, name, request),
+            (["datakey", kind, name], Operation::Write) => self.datakey(id, kind, name, request),
+            (["random"], Operation::Write) => random(request, None),
+            (["random", bytes], Operation::Write) => random(request, Some(bytes)),
+            (["random", _source, bytes], Operation::Write) => random(request, Some(bytes)),
+            (["hash"], Operation::Write) => hash(request, None),
+            (["hash", algorithm], Operation::Write) => hash(request, Some(algorithm)),
+            (["hmac", name], Operation::Write) => self.hmac(id, name, request, None),
+            (["hmac", name, algorithm], Operation::Write) => {
+                self.hmac(id, name, request, Some(algorithm))
+            }
+            (["sign", name], Operation::Write) => self.sign(id, name, request),
+            (["sign", name, _algorithm], Operation::Write) => self.sign(id, name, request),
+            (["verify", name], Operation::Write) => self.verify(id, name, request, None),
+            (["verify", name, algorithm], Operation::Write) => {
+                self.verify(id, name, request, Some(algorithm))
+            }
+            ([first, ..], _)
+                if [
+                    "keys", "encrypt", "decrypt", "rewrap", "datakey", "random", "hash", "hmac",
+                    "sign", "verify",
+                ]
+                .contains(first) =>
+            {
+                Err(ApiError::method_not_allowed())
+            }
+            _ => Err(ApiError::unsupported_path(&request.path)),
+        }
+    }
+
+    fn policy(&self, mount: MountId, name: &str) -> Result<Option<(KeyPolicy, u64)>, ApiError> {
+        check_name(name)?;
+        let Some(record) = self.barrier.get(&policy_id(mount, name)?)? else {
+            return Ok(None);
+        };
+        let policy = serde_json::from_slice(&record.value)
+            .map_err(|e| ApiError::internal(format!("transit key {name} does not parse: {e}")))?;
+        Ok(Some((policy, record.generation)))
+    }
+
+    fn existing(&self, mount: MountId, name: &str) -> Result<(KeyPolicy, u64), ApiError> {
+        self.policy(mount, name)?
+            .ok_or_else(|| ApiError::bad_request(format!("encryption key not found: {name}")))
+    }
+
+    fn version(&self, mount: MountId, name: &str, version: u32) -> Result<KeyVersion, ApiError> {
+        let record = self
+            .barrier
+            .get(&version_id(mount, name, version)?)?
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("key version {version} of {name} does not exist"))
+            })?;
+        serde_json::from_slice(&record.value)
+            .map_err(|e| ApiError::internal(format!("transit key version does not parse: {e}")))
+    }
+
+    fn list_keys(&self, mount: MountId) -> Result<Response, ApiError> {
+        let mut keys = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.barrier.list(
+                RecordKind::TransitKey,
+                mount,
+                "policy/",
+                after.as_ref(),
+                256,
+            )?;
+            let Some(last) = page.last().cloned() else {
+                break;
+            };
+            keys.extend(
+                page.iter()
+                    .filter_map(|id| id.path.strip_prefix("policy/").map(String::from)),
+            );
+            after = Some(last);
+        }
+        if keys.is_empty() {
+            return Err(ApiError::not_found());
+        }
+        Ok(Response::data(json!({"keys": keys})))
+    }
+
+    fn read_key(&self, mount: MountId, name: &str) -> Result<Response, ApiError> {
+        let Some((policy, _)) = self.policy(mount, name)? else {
+            return Err(ApiError::not_found());
+        };
+        let mut keys = Map::new();
+        for version in policy.min_available_version.max(1)..=policy.latest_version {
+            let Ok(material) = self.version(mount, name, version) else {
+                continue;
+            };
+            let value = match &material.public_key {
+                Some(public) => json!({
+                    "public_key": public,
+                    "creation_time": crate::duration::timestamp(UNIX_EPOCH + Duration::from_secs(material.created)),
+                    "name": policy.key_type.name(),
+                }),
+                None => json!(material.created),
+            };
+            keys.insert(version.to_string(), value);
+        }
+        let kind = policy.key_type;
+        Ok(Response::data(json!({
+            "name": policy.name,
+            "type": kind.name(),
+            "keys": keys,
+            "latest_version": policy.latest_version,
+            "min_available_version": policy.min_available_version,
+            "min_decryption_version": policy.min_decryption_version,
+            "min_encryption_version": policy.min_encryption_version,
+            "deletion_allowed": policy.deletion_allowed,
+            "exportable": policy.exportable,
+            "allow_plaintext_backup": policy.allow_plaintext_backup,
+            "auto_rotate_period": policy.auto_rotate_period,
+            "derived": policy.derived,
+            "supports_encryption": kind.aead().is_some(),
+            "supports_decryption": kind.aead().is_some(),
+            "supports_derivation": kind.aead().is_some(),
+            "supports_signing": kind.signs(),
+            "imported_key": false,
+        })))
+    }
+
+    fn create_key(
+        &self,
+        mount: MountId,
+        name: &str,
+        request: &Request,
+        now: SystemTime,
+    ) -> Result<Response, ApiError> {
+        let mut fields = Fields::new(request);
+        let key_type = KeyType::parse(fields.string("type")?.as_deref().unwrap_or("aes256-gcm96"))?;
+        let derived = fields.bool("derived")?.unwrap_or(false);
+        if derived && key_type.aead().is_none() {
+            return Err(ApiError::bad_request(
+                "key derivation is only supported for encryption keys",
+            ));
+        }
+        if fields.bool("convergent_encryption")?.unwrap_or(false) {
+            return Err(ApiError::bad_request(
+                "convergent encryption is not supported by vaultd",
+            ));
+        }
+        let policy = KeyPolicy {
+            name: name.to_string(),
+            key_type,
+            latest_version: 1,
+            min_available_version: 0,
+            min_decryption_version: 1,
+            min_encryption_version: 0,
+            deletion_allowed: false,
+            exportable: fields.bool("exportable")?.unwrap_or(false),
+            allow_plaintext_backup: fields.bool("allow_plaintext_backup")?.unwrap_or(false),
+            auto_rotate_period: fields
+                .duration("auto_rotate_period")?
+                .map_or(0, |d| d.as_secs()),
+            derived,
+        };
+        for ignored in ["key_size", "managed_key_name", "managed_key_id"] {
+            let _ = fields.value(ignored);
+        }
+        let warnings = fields.unknown();
+        if self.policy(mount, name)?.is_some() {
+            // Vault answers success when the key exists already; nothing changes.
+            return self
+                .read_key(mount, name)
+                .map(|r| r.with_warnings(warnings));
+        }
+        let material = KeyVersion::generate(key_type, now)?;
+        let policy_body = encode(&policy)?;
+        let version_body = Zeroizing::new(encode(&material)?);
+        let (pid, vid) = (policy_id(mount, name)?, version_id(mount, name, 1)?);
+        self.barrier
+            .commit(&[
+                Change::Put {
+                    id: &pid,
+                    value: &policy_body,
+                    expect: Expect::Absent,
+                },
+                Change::Put {
+                    id: &vid,
+                    value: &version_body,
+                    expect: Expect::Absent,
+                },
+            ])
+            .map_err(conflict)?;
+        self.read_key(mount, name)
+            .map(|r| r.with_warnings(warnings))
+    }
+
+    fn delete_key(&self, mount: MountId, name: &str) -> Result<Response, ApiError> {
+        let (policy, generation) = self.existing(mount, name)?;
+        if !policy.deletion_allowed {
+            return Err(ApiError::bad_request(
+                "deletion is not allowed for this key",
+            ));
+        }
+        let pid = policy_id(mount, name)?;
+        let versions = (1..=policy.latest_version)
+            .map(|v| version_id(mount, name, v))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut changes = vec![Change::Delete {
+            id: &pid,
+            expect: Expect::Generation(generation),
+        }];
+        changes.extend(versions.iter().map(|id| Change::Delete {
+            id,
+            expect: Expect::Any,
+        }));
+        self.barrier.commit(&changes).map_err(conflict)?;
+        Ok(Response::empty())
+    }
+
+    fn configure_key(
+        &self,
+        mount: MountId,
+        name: &str,
+        request: &Request,
+    ) -> Result<Response, ApiError> {
+        let (mut policy, generation) = self.existing(mount, name)?;
+        let mut fields = Fields::new(request);
+        if let Some(v) = fields.u64("min_decryption_version")? {
+            policy.min_decryption_version = u32::try_from(v)
+                .map_err(|_| ApiError::bad_request("min_decryption_version is too large"))?
+                .max(1);
+        }
+        if let Some(v) = fields.u64("min_encryption_version")? {
+            policy.min_encryption_version = u32::try_from(v)
+                .map_err(|_| ApiError::bad_request("min_encryption_version is too large"))?;
+        }
+        if policy.min_decryption_version > policy.latest_version
+            || policy.min_encryption_version > policy.latest_version
+        {
+            return Err(ApiError::bad_request(
+                "cannot set a minimum version above the latest version",
+            ));
+        }
+        if policy.min_encryption_version > 0
+            && policy.min_encryption_version < policy.min_decryption_version
+        {
+            return Err(ApiError::bad_request(
+                "min_encryption_version must not be below min_decryption_version",
+            ));
+        }
+        if policy.min_decryption_version < policy.min_available_version {
+            return Err(ApiError::bad_request(
+                "min_decryption_version must not be below min_available_version (trimmed versions are gone)",
+            ));
+        }
+        if let Some(v) = fields.bool("deletion_allowed")? {
+            policy.deletion_allowed = v;
+        }
+        if let Some(v) = fields.bool("exportable")? {
+            if policy.exportable && !v {
+                return Err(ApiError::bad_request(
+                    "exportability cannot be turned off once on",
+                ));
+            }
+            policy.exportable = v;
+        }
+        if let Some(v) = fields.bool("allow_plaintext_backup")? {
+            if policy.allow_plaintext_backup && !v {
+                return Err(ApiError::bad_request(
+                    "allow_plaintext_backup cannot be turned off once on",
+                ));
+            }
+            policy.allow_plaintext_backup = v;
+        }
+        if let Some(period) = fields.duration("auto_rotate_period")? {
+            if !period.is_zero() && period < Duration::from_secs(3600) {
+                return Err(ApiError::bad_request(
+                    "auto_rotate_period must be 0 or at least 1h",
+                ));
+            }
+            policy.auto_rotate_period = period.as_secs();
+        }
+        let warnings = fields.unknown();
+        self.barrier
+            .put(
+                &policy_id(mount, name)?,
+                &encode(&policy)?,
+                Expect::Generation(generation),
+            )
+            .map_err(conflict)?;
+        self.read_key(mount, name)
+            .map(|r| r.with_warnings(warnings))
+    }
+
+    /// Adds a key version and makes it the latest.
+    pub fn rotate_key(&self, mount: MountId, name: &str, now: SystemTime) -> Result<u32, ApiError> {
+        let (mut policy, generation) = self.existing(mount, name)?;
+        let version = policy
+            .latest_version
+            .checked_add(1)
+            .ok_or_else(|| ApiError::bad_request("key versions exhausted"))?;
+        let material = KeyVersion::generate(policy.key_type, now)?;
+        policy.latest_version = version;
+        let (pid, vid) = (policy_id(mount, name)?, version_id(mount, name, version)?);
+        let (policy_body, version_body) = (encode(&policy)?, Zeroizing::new(encode(&material)?));
+        self.barrier
+            .commit(&[
+                Change::Put {
+                    id: &pid,
+                    value: &policy_body,
+                    expect: Expect::Generation(generation),
+                },
+                Change::Put {
+                    id: &vid,
+                    value: &version_body,
+                    expect: Expect::Absent,
+                },
+            ])
+            .map_err(conflict)?;
+        Ok(version)
+    }
+
+    fn trim_key(
+        &self,
+        mount: MountId,
+        name: &str,
+        request: &Request,
+    ) -> Result<Response, ApiError> {
+        let (mut policy, generation) = self.existing(mount, name)?;
+        let mut fields = Fields::new(request);
+        let min = fields
+            .u64("min_available_version")?
+            .ok_or_else(|| ApiError::bad_request("min_available_version is required"))?;
+        let min = u32::try_from(min)
+            .map_err(|_| ApiError::bad_request("min_available_version is too large"))?;
+        if min > policy.min_decryption_version
+            || (policy.min_encryption_version > 0 && min > policy.min_encryption_version)
+        {
+            return Err(ApiError::bad_request(
+                "cannot trim above min_decryption_version or min_encryption_version",
+            ));
+        }
+        if min <= policy.min_available_version {
+            return Ok(Response::empty());
+        }
+        let removed = (policy.min_available_version.max(1)..min)
+            .map(|v| version_id(mount, name, v))
+            .collect::<Result<Vec<_>, _>>()?;
+        policy.min_available_version = min;
+        let pid = policy_id(mount, name)?;
+        let body = encode(&policy)?;
+        let mut changes = vec![Change::Put {
+            id: &pid,
+            value: &body,
+            expect: Expect::Generation(generation),
+        }];
+        changes.extend(removed.iter().map(|id| Change::Delete {
+            id,
+            expect: Expect::Any,
+        }));
+        self.barrier.commit(&changes).map_err(conflict)?;
+        Ok(Response::empty().with_warnings(fields.unknown()))
+    }
+
+    /// The encryption key of `version`, derived from `context` for derived keys.
+    fn encryption_key(
+        &self,
+        mount: MountId,
+        policy: &KeyPolicy,
+        version: u32,
+        context: Option<&str>,
+    ) -> Result<SecretKey, ApiError> {
+        let material = self.version(mount, &policy.name, version)?;
+        let raw = material.key_bytes()?;
+        if !policy.derived {
+            return SecretKey::from_slice(&raw)
+                .ok_or_else(|| ApiError::internal("stored transit key has the wrong length"));
+        }
+        let context = context.filter(|c| !c.is_empty()).ok_or_else(|| {
+            ApiError::bad_request(
+                "missing 'context' for key derivation; the key was created with derived = true",
+            )
+        })?;
+        let context = BASE64
+            .decode(context)
+            .map_err(|_| ApiError::bad_request("context is not base64"))?;
+        let mut derived = Zeroizing::new([0u8; 32]);
+        crypto::hkdf_sha256(&raw, b"", &context, derived.as_mut())
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        Ok(SecretKey::from_bytes(*derived))
+    }
+
+    fn encrypt(
+        &self,
+        mount: MountId,
+        name: &str,
+        request: &Request,
+        now: SystemTime,
+    ) -> Result<Response, ApiError> {
+        let (policy, _) = match self.policy(mount, name)? {
+            Some(found) => found,
+            None => {
+                // Vault creates an aes256-gcm96 key on first encrypt (upsert).
+                self.create_key(
+                    mount,
+                    name,
+                    &Request {
+                        data: Map::new(),
+                        ..request.clone_meta()
+                    },
+                    now,
+                )?;
+                self.existing(mount, name)?
+            }
+        };
+        let algorithm = policy.key_type.aead().ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "key type {} does not support encryption",
+                policy.key_type.name()
+            ))
+        })?;
+        self.batch(request, &["plaintext", "context", "associated_data", "key_version", "nonce", "reference"], |item| {
+            let mut fields = Fields::of(item);
+            let plaintext = fields.string("plaintext")?.ok_or_else(|| ApiError::bad_request("missing plaintext to encrypt"))?;
+            let plaintext = Zeroizing::new(BASE64.decode(plaintext.trim()).map_err(|_| ApiError::bad_request("plaintext is not base64"))?);
+            let version = match fields.u64("key_version")? {
+                Some(0) | None => policy.latest_version,
+                Some(v) => u32::try_from(v).map_err(|_| ApiError::bad_request("key_version is too large"))?,
+            };
+            if version > policy.latest_version || version < policy.min_encryption_version.max(policy.min_available_version) {
+                return Err(ApiError::bad_request("requested key version is not available for encryption"));
+            }
+            let key = self.encryption_key(mount, &policy, version, fields.string("context")?.as_deref())?;
+            let aad = decode_optional(fields.string("associated_data")?, "associated_data")?;
+            let sealed = crypto::seal(algorithm, &key, &aad, &plaintext).map_err(|e| ApiError::internal(e.to_string()))?;
+            Ok(json!({"ciphertext": format!("vault:v{version}:{}", BASE64.encode(sealed)), "key_version": version}))
+        })
+    }
+
+    fn decrypt(&self, mount: MountId, name: &str, request: &Request) -> Result<Response, ApiError> {
+        let (policy, _) = self.existing(mount, name)?;
+        let algorithm = policy.key_type.aead().ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "key type {} does not support decryption",
+                policy.key_type.name()
+            ))
+        })?;
+        self.batch(
+            request,
+            &[
+                "ciphertext",
+                "context",
+                "associated_data",
+                "nonce",
+                "reference",
+            ],
+            |item| {
+                let mut fields = Fields::of(item);
+                let ciphertext = fields
+                    .string("ciphertext")?
+                    .ok_or_else(|| ApiError::bad_request("missing ciphertext to decrypt"))?;
+                let (version, sealed) = parse_versioned(&ciphertext)?;
+                self.check_decryption_version(&policy, version)?;
+                let key = self.encryption_key(
+                    mount,
+                    &policy,
+                    version,
+                    fields.string("context")?.as_deref(),
+                )?;
+                let aad = decode_optional(fields.string("associated_data")?, "associated_data")?;
+                let plaintext = crypto::open(algorithm, &key, &aad, &sealed)
+                    .map_err(|_| ApiError::bad_request("cipher: message authentication failed"))?;
+                Ok(json!({"plaintext": BASE64.encode(&*plaintext)}))
+            },
+        )
+    }
+
+    fn rewrap(&self, mount: MountId, name: &str, request: &Request) -> Result<Response, ApiError> {
+        let (policy, _) = self.existing(mount, name)?;
+        let algorithm = policy
+            .key_type
+            .aead()
+            .ok_or_else(|| ApiError::bad_request("key type does not support rewrap"))?;
+        self.batch(request, &["ciphertext", "context", "associated_data", "key_version", "nonce", "reference"], |item| {
+            let mut fields = Fields::of(item);
+            let ciphertext = fields.string("ciphertext")?.ok_or_else(|| ApiError::bad_request("missing ciphertext to rewrap"))?;
+            let (version, sealed) = parse_versioned(&ciphertext)?;
+            self.check_decryption_version(&policy, version)?;
+            let context = fields.string("context")?;
+            let aad = decode_optional(fields.string("associated_data")?, "associated_data")?;
+            let old_key = self.encryption_key(mount, &policy, version, context.as_deref())?;
+            let plaintext = crypto::open(algorithm, &old_key, &aad, &sealed).map_err(|_| ApiError::bad_request("cipher: message authentication failed"))?;
+            let target = match fields.u64("key_version")? {
+                Some(0) | None => policy.latest_version,
+                Some(v) => u32::try_from(v).map_err(|_| ApiError::bad_request("key_version is too large"))?,
+            };
+            let new_key = self.encryption_key(mount, &policy, target, context.as_deref())?;
+            let resealed = crypto::seal(algorithm, &new_key, &aad, &plaintext).map_err(|e| ApiError::internal(e.to_string()))?;
+            Ok(json!({"ciphertext": format!("vault:v{target}:{}", BASE64.encode(resealed)), "key_version": target}))
+        })
+    }
+
+    fn datakey(
+        &self,
+        mount: MountId,
+        kind: &str,
+        name: &str,
+        request: &Request,
+    ) -> Result<Response, ApiError> {
+        let show_plaintext = match kind {
+            "plaintext" => true,
+            "wrapped" => false,
+            _ => {
+                return Err(ApiError::bad_request(
+                    "datakey type must be plaintext or wrapped",
+                ));
+            }
+        };
+        let (policy, _) = self.existing(mount, name)?;
+        let algorithm = policy
+            .key_type
+            .aead()
+            .ok_or_else(|| ApiError::bad_request("key type does not support encryption"))?;
+        let mut fields = Fields::new(request);
+        let bits = fields.u64("bits")?.unwrap_or(256);
+        if ![128, 256, 512].contains(&bits) {
+            return Err(ApiError::bad_request("bits must be 128, 256 or 512"));
+        }
+        let mut data_key = Zeroizing::new(vec![0u8; (bits / 8) as usize]);
+        crypto::fill_random(&mut data_key).map_err(|e| ApiError::internal(e.to_string()))?;
+        let key = self.encryption_key(
+            mount,
+            &policy,
+            policy.latest_version,
+            fields.string("context")?.as_deref(),
+        )?;
+        let sealed = crypto::seal(algorithm, &key, b"", &data_key)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let _ = fields.string("nonce")?;
+        let mut data = json!({"ciphertext": format!("vault:v{}:{}", policy.latest_version, BASE64.encode(sealed)), "key_version": policy.latest_version});
+        if show_plaintext {
+            data["plaintext"] = json!(BASE64.encode(&*data_key));
+        }
+        Ok(Response::data(data).with_warnings(fields.unknown()))
+    }
+
+    fn hmac(
+        &self,
+        mount: MountId,
+        name: &str,
+        request: &Request,
+        algorithm: Option<&&str>,
+    ) -> Result<Response, ApiError> {
+        let (policy, _) = self.existing(mount, name)?;
+        let mut fields = Fields::new(request);
+        let algorithm = hmac_algorithm(
+            algorithm
+                .copied()
+                .map(String::from)
+                .or(fields.string("algorithm")?)
+                .as_deref(),
+        )?;
+        let version = match fields.u64("key_version")? {
+            Some(0) | None => policy.latest_version,
+            Some(v) => {
+                u32::try_from(v).map_err(|_| ApiError::bad_request("key_version is too large"))?
+            }
+        };
+        self.check_decryption_version(&policy, version)?;
+        let input = fields
+            .string("input")?
+            .ok_or_else(|| ApiError::bad_request("missing input for HMAC"))?;
+        let input = BASE64
+            .decode(input.trim())
+            .map_err(|_| ApiError::bad_request("input is not base64"))?;
+        let key_bytes = self.hmac_key(mount, &policy, version)?;
+        let tag = ring::hmac::sign(&ring::hmac::Key::new(algorithm, &key_bytes), &input);
+        Ok(Response::data(
+            json!({"hmac": format!("vault:v{version}:{}", BASE64.encode(tag.as_ref()))}),
+        )
+        .with_warnings(fields.unknown()))
+    }
+
+    fn hmac_key(
+        &self,
+        mount: MountId,
+        policy: &KeyPolicy,
+        version: u32,
+    ) -> Result<Zeroizing<Vec<u8>>, ApiError> {
+        let material = self.version(mount, &policy.name, version)?;
+        if policy.key_type == KeyType::Hmac {
+            material.key_bytes()
+        } else {
+            material.hmac_bytes()
+        }
+    }
+
+    fn sign(&self, mount: MountId, name: &str, request: &Request) -> Result<Response, ApiError> {
+        let (policy, _) = self.existing(mount, name)?;
+        let mut fields = Fields::new(request);
+        let version = match fields.u64("key_version")? {
+            Some(0) | None => policy.latest_version,
+            Some(v) => {
+                u32::try_from(v).map_err(|_| ApiError::bad_request("key_version is too large"))?
+            }
+        };
+        self.check_decryption_version(&policy, version)?;
+        if fields.bool("prehashed")?.unwrap_or(false) {
+            return Err(ApiError::bad_request(
+                "prehashed input is not supported by vaultd",
+            ));
+        }
+        if let Some(hash) = fields.string("hash_algorithm")?
+            && hash != "sha2-256"
+            && policy.key_type == KeyType::EcdsaP256
+        {
+            return Err(ApiError::bad_request(format!(
+                "hash algorithm {hash} is not supported for ecdsa-p256; use sha2-256"
+            )));
+        }
+        if let Some(marshaling) = fields.string("marshaling_algorithm")?
+            && marshaling != "asn1"
+        {
+            return Err(ApiError::bad_request(format!(
+                "marshaling algorithm {marshaling} is not supported; use asn1"
+            )));
+        }
+        let input = fields
+            .string("input")?
+            .ok_or_else(|| ApiError::bad_request("missing input to sign"))?;
+        let input = BASE64
+            .decode(input.trim())
+            .map_err(|_| ApiError::bad_request("input is not base64"))?;
+        let material = self.version(mount, name, version)?;
+        let pkcs8 = material.key_bytes()?;
+        let signature = match policy.key_type {
+            KeyType::Ed25519 => Ed25519KeyPair::from_pkcs8(&pkcs8)
+                .map_err(|_| ApiError::internal("bad stored ed25519 key"))?
+                .sign(&input)
+                .as_ref()
+                .to_vec(),
+            KeyType::EcdsaP256 => {
+                let rng = ring::rand::SystemRandom::new();
+                let pair = EcdsaKeyPair::from_pkcs8(
+                    &signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+                    &pkcs8,
+                    &rng,
+                )
+                .map_err(|_| ApiError::internal("bad stored P-256 key"))?;
+                pair.sign(&rng, &input)
+                    .map_err(|_| ApiError::internal("signing failed"))?
+                    .as_ref()
+                    .to_vec()
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "key type {} does not support signing",
+                    other.name()
+                )));
+            }
+        };
+        Ok(Response::data(json!({"signature": format!("vault:v{version}:{}", BASE64.encode(signature)), "key_version": version})).with_warnings(fields.unknown()))
+    }
+
+    fn verify(
+        &self,
+        mount: MountId,
+        name: &str,
+        request: &Request,
+        algorithm: Option<&&str>,
+    ) -> Result<Response, ApiError> {
+        let (policy, _) = self.existing(mount, name)?;
+        let mut fields = Fields::new(request);
+        let input = fields
+            .string("input")?
+            .ok_or_else(|| ApiError::bad_request("missing input to verify"))?;
+        let input = BASE64
+            .decode(input.trim())
+            .map_err(|_| ApiError::bad_request("input is not base64"))?;
+        let valid = if let Some(mac) = fields.string("hmac")? {
+            let algorithm = hmac_algorithm(
+                algorithm
+                    .copied()
+                    .map(String::from)
+                    .or(fields.string("algorithm")?)
+                    .as_deref(),
+            )?;
+            let (version, tag) = parse_versioned(&mac)?;
+            self.check_decryption_version(&policy, version)?;
+            let key_bytes = self.hmac_key(mount, &policy, version)?;
+            ring::hmac::verify(&ring::hmac::Key::new(algorithm, &key_bytes), &input, &tag).is_ok()
+        } else {
+            let signature = fields
+                .string("signature")?
+                .ok_or_else(|| ApiError::bad_request("missing signature or hmac to verify"))?;
+            let (version, sig) = parse_versioned(&signature)?;
+            self.check_decryption_version(&policy, version)?;
+            let material = self.version(mount, name, version)?;
+            let pkcs8 = material.key_bytes()?;
+            match policy.key_type {
+                KeyType::Ed25519 => {
+                    let pair = Ed25519KeyPair::from_pkcs8(&pkcs8)
+                        .map_err(|_| ApiError::internal("bad stored ed25519 key"))?;
+                    UnparsedPublicKey::new(&signature::ED25519, pair.public_key().as_ref())
+                        .verify(&input, &sig)
+                        .is_ok()
+                }
+                KeyType::EcdsaP256 => {
+                    let rng = ring::rand::SystemRandom::new();
+                    let pair = EcdsaKeyPair::from_pkcs8(
+                        &signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+                        &pkcs8,
+                        &rng,
+                    )
+                    .map_err(|_| ApiError::internal("bad stored P-256 key"))?;
+                    UnparsedPublicKey::new(
+                        &signature::ECDSA_P256_SHA256_ASN1,
+                        pair.public_key().as_ref(),
+                    )
+                    .verify(&input, &sig)
+                    .is_ok()
+                }
+                other => {
+                    return Err(ApiError::bad_request(format!(
+                        "key type {} does not support verification",
+                        other.name()
+                    )));
+                }
+            }
+        };
+        for ignored in [
+            "hash_algorithm",
+            "marshaling_algorithm",
+            "prehashed",
+            "signature_algorithm",
+        ] {
+            let _ = fields.value(ignored);
+        }
+        Ok(Response::data(json!({"valid": valid})).with_warnings(fields.unknown()))
+    }
+
+    fn check_decryption_version(&self, policy: &KeyPolicy, version: u32) -> Result<(), ApiError> {
+        if version == 0 || version > policy.latest_version {
+            return Err(ApiError::bad_request("invalid key version"));
+        }
+        if version < policy.min_decryption_version || version < policy.min_available_version {
+            return Err(ApiError::bad_request(
+                "ciphertext or signature version is disallowed by policy (too old)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Runs `one` on the request's fields, or on each item of `batch_input` (answering
+    /// `batch_results`, with per-item errors as Vault does).
+    fn batch(
+        &self,
+        request: &Request,
+        known: &[&'static str],
+        one: impl Fn(&Map<String, Value>) -> Result<Value, ApiError>,
+    ) -> Result<Response, ApiError> {
+        let Some(batch) = request.data.get("batch_input") else {
+            let mut fields = Fields::new(request);
+            for name in known {
+                let _ = fields.value(name);
+            }
+            let warnings = fields.unknown();
+            let mut result = one(&request.data)?;
+            if let Value::Object(map) = &mut result {
+                map.remove("reference");
+            }
+            return Ok(Response::data(result).with_warnings(warnings));
+        };
+        let items = batch
+            .as_array()
+            .ok_or_else(|| ApiError::bad_request("batch_input must be a list"))?;
+        if items.len() > MAX_BATCH {
+            return Err(ApiError::bad_request(format!(
+                "batch_input has more than {MAX_BATCH} items"
+            )));
+        }
+        let results: Vec<Value> = items
+            .iter()
+            .map(|item| {
+                let Some(map) = item.as_object() else {
+                    return json!({"error": "batch item is not an object"});
+                };
+                let mut result =
+                    one(map).unwrap_or_else(|e| json!({"error": e.messages.join("; ")}));
+                if let (Value::Object(out), Some(reference)) = (&mut result, map.get("reference")) {
+                    out.insert("reference".into(), reference.clone());
+                }
+                result
+            })
+            .collect();
+        Ok(Response::data(json!({"batch_results": results})))
+    }
+}
+
+impl Request {
+    /// A copy of the request's identity and caller, without its data.
+    fn clone_meta(&self) -> Request {
+        Request {
+            id: self.id.clone(),
+            operation: self.operation,
+            path: self.path.clone(),
+            data: Map::new(),
+            token: None,
+            remote: self.remote,
+            wrap_ttl: self.wrap_ttl,
+        }
+    }
+}
+
+fn random(request: &Request, bytes_in_path: Option<&&str>) -> Result<Response, ApiError> {
+    let mut fields = Fields::new(request);
+    let bytes = match bytes_in_path {
+        Some(text) if text.chars().all(|c| c.is_ascii_digit()) => text
+            .parse()
+            .map_err(|_| ApiError::bad_request("bytes must be a number"))?,
+        Some(source) if ["platform", "seal", "all"].contains(source) => {
+            fields.u64("bytes")?.unwrap_or(32)
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "invalid bytes or source {other:?}"
+            )));
+        }
+        None => fields.u64("bytes")?.unwrap_or(32),
+    };
+    if bytes == 0 || bytes > 128 * 1024 {
+        return Err(ApiError::bad_request("bytes must be between 1 and 131072"));
+    }
+    let mut out = vec![0u8; bytes as usize];
+    crypto::fill_random(&mut out).map_err(|e| ApiError::internal(e.to_string()))?;
+    let encoded = match fields.string("format")?.as_deref().unwrap_or("base64") {
+        "base64" => BASE64.encode(&out),
+        "hex" => hex::encode(&out),
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "unsupported encoding format {other}; must be base64 or hex"
+            )));
+        }
+    };
+    let _ = fields.string("source")?;
+    Ok(Response::data(json!({"random_bytes": encoded})).with_warnings(fields.unknown()))
+}
+
+fn hash(request: &Request, algorithm_in_path: Option<&&str>) -> Result<Response, ApiError> {
+    let mut fields = Fields::new(request);
+    let algorithm = algorithm_in_path
+        .copied()
+        .map(String::from)
+        .or(fields.string("algorithm")?)
+        .unwrap_or_else(|| "sha2-256".into());
+    let digest_algorithm = match algorithm.as_str() {
+        "sha2-256" => &ring::digest::SHA256,
+        "sha2-384" => &ring::digest::SHA384,
+        "sha2-512" => &ring::digest::SHA512,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "unsupported hash algorithm {other}: vaultd supports sha2-256, sha2-384 and sha2-512"
+            )));
+        }
+    };
+    let input = fields
+        .string("input")?
+        .ok_or_else(|| ApiError::bad_request("missing input to hash"))?;
+    let input = BASE64
+        .decode(input.trim())
+        .map_err(|_| ApiError::bad_request("input is not base64"))?;
+    let digest = ring::digest::digest(digest_algorithm, &input);
+    let sum = match fields.string("format")?.as_deref().unwrap_or("hex") {
+        "hex" => hex::encode(digest.as_ref()),
+        "base64" => BASE64.encode(digest.as_ref()),
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "unsupported encoding format {other}; must be hex or base64"
+            )));
+        }
+    };
+    Ok(Response::data(json!({"sum": sum})).with_warnings(fields.unknown()))
+}
+
+fn hmac_algorithm(name: Option<&str>) -> Result<ring::hmac::Algorithm, ApiError> {
+    match name.unwrap_or("sha2-256") {
+        "sha2-256" => Ok(ring::hmac::HMAC_SHA256),
+        "sha2-384" => Ok(ring::hmac::HMAC_SHA384),
+        "sha2-512" => Ok(ring::hmac::HMAC_SHA512),
+        other => Err(ApiError::bad_request(format!(
+            "unsupported algorithm {other}: vaultd supports sha2-256, sha2-384 and sha2-512"
+        ))),
+    }
+}
+
+/// Splits `vault:v<N>:<base64>`.
+fn parse_versioned(text: &str) -> Result<(u32, Vec<u8>), ApiError> {
+    let invalid =
+        || ApiError::bad_request("invalid ciphertext: expected vault:v<version>:<base64>");
+    let rest = text.trim().strip_prefix("vault:v").ok_or_else(invalid)?;
+    let (version, body) = rest.split_once(':').ok_or_else(invalid)?;
+    let version: u32 = version.parse().map_err(|_| invalid())?;
+    let bytes = BASE64.decode(body).map_err(|_| invalid())?;
+    Ok((version, bytes))
+}
+
+fn decode_optional(value: Option<String>, name: &str) -> Result<Vec<u8>, ApiError> {
+    match value.filter(|v| !v.is_empty()) {
+        Some(text) => BASE64
+            .decode(text.trim())
+            .map_err(|_| ApiError::bad_request(format!("{name} is not base64"))),
+        None => Ok(Vec::new()),
+    }
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    if name.is_empty()
+        || name.len() > 128
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        return Err(ApiError::bad_request(
+            "key names are 1 to 128 letters, digits, '-', '_' or '.'",
+        ));
+    }
+    Ok(())
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(value).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+fn conflict(e: BarrierError) -> ApiError {
+    match e {
+        BarrierError::Conflict { .. } => {
+            ApiError::bad_request("the key changed concurrently; retry")
+        }
+        other => other.into(),
+    }
+}
+
+fn policy_id(mount: MountId, name: &str) -> Result<RecordId, ApiError> {
+    Ok(RecordId::new(
+        RecordKind::TransitKey,
+        mount,
+        format!("policy/{name}"),
+        0,
+    )?)
+}
+
+fn version_id(mount: MountId, name: &str, version: u32) -> Result<RecordId, ApiError> {
+    Ok(RecordId::new(
+        RecordKind::TransitKey,
+        mount,
+        format!("version/{name}"),
+        u64::from(version),
+    )?)
+}

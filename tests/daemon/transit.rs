@@ -1,0 +1,170 @@
+//! Transit over the API: round trips, rotation and rewrap, and refusals that reveal nothing.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde_json::json;
+
+use crate::support::TestVault;
+
+fn encrypt(vault: &TestVault, key: &str, body: serde_json::Value) -> String {
+    let reply = vault.root("POST", &format!("transit/encrypt/{key}"), Some(body));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.body["data"]["ciphertext"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn decryption_refusals_return_400_and_no_plaintext() {
+    let vault = TestVault::dev();
+    let secret = BASE64.encode(b"the launch codes");
+    vault.root("POST", "transit/keys/app", Some(json!({})));
+    let v1 = encrypt(
+        &vault,
+        "app",
+        json!({"plaintext": secret, "associated_data": BASE64.encode(b"tenant-1")}),
+    );
+    assert!(v1.starts_with("vault:v1:"));
+
+    // Wrong associated data, a flipped bit, a forged version: 400 and no plaintext.
+    let tampered = {
+        let body = v1.trim_start_matches("vault:v1:");
+        let mut bytes = BASE64.decode(body).unwrap();
+        bytes[14] ^= 1;
+        format!("vault:v1:{}", BASE64.encode(bytes))
+    };
+    for (ciphertext, aad, what) in [
+        (v1.clone(), "tenant-2", "wrong associated data"),
+        (tampered, "tenant-1", "tampered ciphertext"),
+        (
+            v1.replace("vault:v1:", "vault:v7:"),
+            "tenant-1",
+            "unknown version",
+        ),
+        ("vault:v1:not-base64!".to_string(), "tenant-1", "bad base64"),
+    ] {
+        let reply = vault.root(
+            "POST",
+            "transit/decrypt/app",
+            Some(json!({"ciphertext": ciphertext, "associated_data": BASE64.encode(aad)})),
+        );
+        assert_eq!(reply.status, 400, "{what}: {}", reply.body);
+        assert!(
+            reply.body.get("data").is_none() || reply.body["data"].is_null(),
+            "{what}: {}",
+            reply.body
+        );
+    }
+
+    // Rotate, rewrap, then refuse version 1 once it is below min_decryption_version.
+    vault.root("POST", "transit/keys/app/rotate", None);
+    let rewrapped = vault.root(
+        "POST",
+        "transit/rewrap/app",
+        Some(json!({"ciphertext": v1, "associated_data": BASE64.encode(b"tenant-1")})),
+    );
+    let v2 = rewrapped.body["data"]["ciphertext"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(v2.starts_with("vault:v2:"), "{}", rewrapped.body);
+    let config = vault.root(
+        "POST",
+        "transit/keys/app/config",
+        Some(json!({"min_decryption_version": 2})),
+    );
+    assert_eq!(config.status, 200, "{}", config.body);
+    let old = vault.root(
+        "POST",
+        "transit/decrypt/app",
+        Some(json!({"ciphertext": v1, "associated_data": BASE64.encode(b"tenant-1")})),
+    );
+    assert_eq!(old.status, 400, "{}", old.body);
+    let new = vault.root(
+        "POST",
+        "transit/decrypt/app",
+        Some(json!({"ciphertext": v2, "associated_data": BASE64.encode(b"tenant-1")})),
+    );
+    assert_eq!(new.body["data"]["plaintext"], secret);
+}
+
+#[test]
+fn derived_keys_need_the_same_context() {
+    let vault = TestVault::dev();
+    vault.root(
+        "POST",
+        "transit/keys/per-user",
+        Some(json!({"derived": true, "type": "chacha20-poly1305"})),
+    );
+    let alice = BASE64.encode(b"alice");
+    let ciphertext = encrypt(
+        &vault,
+        "per-user",
+        json!({"plaintext": BASE64.encode(b"x"), "context": alice}),
+    );
+    let no_context = vault.root(
+        "POST",
+        "transit/encrypt/per-user",
+        Some(json!({"plaintext": BASE64.encode(b"x")})),
+    );
+    assert_eq!(no_context.status, 400);
+    let bob = vault.root(
+        "POST",
+        "transit/decrypt/per-user",
+        Some(json!({"ciphertext": ciphertext, "context": BASE64.encode(b"bob")})),
+    );
+    assert_eq!(bob.status, 400);
+    let right = vault.root(
+        "POST",
+        "transit/decrypt/per-user",
+        Some(json!({"ciphertext": ciphertext, "context": alice})),
+    );
+    assert_eq!(right.body["data"]["plaintext"], BASE64.encode(b"x"));
+}
+
+#[test]
+fn keys_never_leave_and_survive_a_restart() {
+    let mut vault = TestVault::dev();
+    vault.root(
+        "POST",
+        "transit/keys/app",
+        Some(json!({"type": "aes256-gcm96"})),
+    );
+    let ciphertext = encrypt(
+        &vault,
+        "app",
+        json!({"plaintext": BASE64.encode(b"persisted")}),
+    );
+    let key = vault.root("GET", "transit/keys/app", None);
+    assert_eq!(key.body["data"]["type"], "aes256-gcm96");
+    assert!(key.body["data"]["keys"]["1"].is_u64(), "{}", key.body);
+    vault.restart();
+    let reply = vault.root(
+        "POST",
+        "transit/decrypt/app",
+        Some(json!({"ciphertext": ciphertext})),
+    );
+    assert_eq!(reply.body["data"]["plaintext"], BASE64.encode(b"persisted"));
+    assert_eq!(
+        vault.root("DELETE", "transit/keys/app", None).status,
+        400,
+        "deleted without deletion_allowed"
+    );
+    vault.root(
+        "POST",
+        "transit/keys/app/config",
+        Some(json!({"deletion_allowed": true})),
+    );
+    assert_eq!(vault.root("DELETE", "transit/keys/app", None).status, 204);
+    assert_eq!(
+        vault
+            .root(
+                "POST",
+                "transit/decrypt/app",
+                Some(json!({"ciphertext": ciphertext}))
+            )
+            .status,
+        400
+    );
+}
