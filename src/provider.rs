@@ -4,7 +4,7 @@
 //! A KV secret is a provider key when its `custom_metadata.provider` names a provider. Its
 //! credential is checked against the provider's known shape when written (an unknown shape
 //! is a warning, never a refusal: providers change formats), and lists and rotation status
-//! show only a fingerprint: the first characters that name the key's kind and the last four.
+//! show only a fingerprint: the prefix that names the key's kind and the last four characters.
 
 /// Providers vaultd knows by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,23 +81,23 @@ impl Provider {
     pub fn check(self, field: &str, key: &str) -> Option<String> {
         (!self.matches(key)).then(|| {
             format!(
-                "field {field} does not look like a {} key ({}); it was stored anyway",
-                self.name(),
-                fingerprint(key)
+                "field {field} does not look like a {} key; it was stored anyway",
+                self.name()
             )
         })
     }
 }
 
 /// Identifies a key without revealing it: the kind prefix (up to the last `-` in the first
-/// 12 characters, else the first 4) and the last 4 characters. Short values show only `…`.
+/// 12 characters, if any) and the last 4 characters, at most a sixth of a random key's
+/// characters. Values shorter than 24 characters show only `…`.
 pub fn fingerprint(key: &str) -> String {
     let chars: Vec<char> = key.chars().collect();
-    if chars.len() < 16 {
+    if chars.len() < 24 {
         return "…".into();
     }
     let head: String = chars[..12].iter().collect();
-    let prefix_len = head.rfind('-').map_or(4, |i| i + 1).min(12);
+    let prefix_len = head.rfind('-').map_or(0, |i| i + 1);
     let prefix: String = chars[..prefix_len].iter().collect();
     let tail: String = chars[chars.len() - 4..].iter().collect();
     format!("{prefix}…{tail}")
@@ -140,10 +140,11 @@ mod tests {
         );
         assert_eq!(
             fingerprint("AIzaSyA1234567890abcdefghijklmnopqrstuv"),
-            "AIza…stuv"
+            "…stuv"
         );
         assert_eq!(fingerprint("short"), "…");
+        assert_eq!(fingerprint("0123456789abcdef0123"), "…");
         let fp = fingerprint("0123456789abcdef0123456789ABCDEF");
-        assert_eq!(fp, "0123…CDEF");
+        assert_eq!(fp, "…CDEF");
     }
 }

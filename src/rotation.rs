@@ -114,11 +114,12 @@ impl RotationPolicy {
             .unwrap_or_else(|| DEFAULT_ALPHABET.to_string());
         let distinct: std::collections::BTreeSet<char> = alphabet.chars().collect();
         if distinct.len() < 16
+            || distinct.len() > 256
             || distinct.len() != alphabet.chars().count()
             || alphabet.chars().any(char::is_control)
         {
             return Err(ApiError::bad_request(
-                "alphabet must have at least 16 distinct, printable characters and no repeats",
+                "alphabet must have 16 to 256 distinct, printable characters and no repeats",
             ));
         }
         let prefix = fields.string("prefix")?.unwrap_or_default();

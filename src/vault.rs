@@ -71,6 +71,8 @@ pub struct Vault {
     // cannot open the audit devices twice.
     unsealing: std::sync::Mutex<()>,
     reads: rotation::ReadLog,
+    running: rotation::Running,
+
     rotations_ok: std::sync::atomic::AtomicU64,
     rotations_failed: std::sync::atomic::AtomicU64,
     rewrap_not_before: std::sync::atomic::AtomicU64,
@@ -115,6 +117,8 @@ impl Vault {
             auth_failures: AuthFailures::new(limits.max_tracked_clients),
             unsealing: std::sync::Mutex::new(()),
             reads: rotation::ReadLog::default(),
+            running: rotation::Running::default(),
+
             rotations_ok: std::sync::atomic::AtomicU64::new(0),
             rotations_failed: std::sync::atomic::AtomicU64::new(0),
             rewrap_not_before: std::sync::atomic::AtomicU64::new(0),

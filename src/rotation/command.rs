@@ -2,8 +2,8 @@
 //!
 //! The rotator is started as `command args… STEP` with an empty environment (only `PATH`),
 //! so no variable of the daemon (a token, a key file path) reaches it. Credentials travel
-//! only through stdin and stdout. Its stderr goes to the operational log, cut to 2 KiB, never
-//! to the audit log. A step that does not finish within the rotator's timeout is killed and
+//! only through stdin and stdout. Its stderr goes to the operational log at debug level, cut
+//! to 2 KiB, never to the audit log. A step that does not finish within the rotator's timeout is killed and
 //! counts as failed.
 
 use std::io::{Read, Write};
@@ -59,12 +59,24 @@ pub enum StepError {
 }
 
 /// Runs `step` with `input` on stdin; returns the JSON object the rotator printed.
+///
+/// The rotator runs in its own process group, and a timeout kills the whole group, so a
+/// rotator that started helpers of its own (a shell pipeline, a background process) cannot
+/// keep the step, or the pipes it reads, alive past its timeout.
 pub fn run_step(
     rotator: &Rotator,
     step: &str,
     input: &Value,
 ) -> Result<serde_json::Map<String, Value>, StepError> {
+    use std::os::unix::process::CommandExt;
+
     let name = rotator.name.clone();
+    let deadline = Instant::now() + rotator.timeout;
+    let timed_out = || StepError::Timeout {
+        name: name.clone(),
+        step: step.into(),
+        seconds: rotator.timeout.as_secs(),
+    };
     let mut child = Command::new(&rotator.command)
         .args(&rotator.args)
         .arg(step)
@@ -73,42 +85,47 @@ pub fn run_step(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()
         .map_err(|e| StepError::Start {
             name: name.clone(),
             reason: e.to_string(),
         })?;
+    let group = rustix::process::Pid::from_child(&child);
+    let kill_group = |child: &mut std::process::Child| {
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        let _ = child.kill();
+        let _ = child.wait();
+    };
 
-    // Read both pipes on their own threads so a chatty rotator cannot block on a full pipe.
-    let stdout = child
-        .stdout
-        .take()
-        .map(|out| std::thread::spawn(move || read_limited(out)));
-    let stderr = child
-        .stderr
-        .take()
-        .map(|err| std::thread::spawn(move || read_limited(err)));
+    // Every pipe is served by its own thread, so neither a rotator that never reads its
+    // input nor one that fills a pipe can block the daemon past the deadline.
+    let (stdout_tx, stdout_rx) = std::sync::mpsc::channel();
+    let (stderr_tx, stderr_rx) = std::sync::mpsc::channel();
+    if let Some(out) = child.stdout.take() {
+        std::thread::spawn(move || stdout_tx.send(read_limited(out)));
+    }
+    if let Some(err) = child.stderr.take() {
+        std::thread::spawn(move || stderr_tx.send(read_limited(err)));
+    }
     if let Some(mut stdin) = child.stdin.take() {
         let body = serde_json::to_vec(input).unwrap_or_default();
         // A rotator that does not read its input is its own business; a broken pipe is fine.
-        let _ = stdin.write_all(&body);
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&body);
+        });
     }
 
-    let deadline = Instant::now() + rotator.timeout;
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
             Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(StepError::Timeout {
-                    name,
-                    step: step.into(),
-                    seconds: rotator.timeout.as_secs(),
-                });
+                kill_group(&mut child);
+                return Err(timed_out());
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(10)),
             Err(e) => {
+                kill_group(&mut child);
                 return Err(StepError::Start {
                     name,
                     reason: e.to_string(),
@@ -116,11 +133,16 @@ pub fn run_step(
             }
         }
     };
-    let output = stdout.and_then(|h| h.join().ok()).unwrap_or_default();
-    let errors = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
+    // The rotator has exited, but something it started may still hold its stdout open.
+    let remaining = || deadline.saturating_duration_since(Instant::now());
+    let Ok(output) = stdout_rx.recv_timeout(remaining()) else {
+        kill_group(&mut child);
+        return Err(timed_out());
+    };
+    let errors = stderr_rx.recv_timeout(remaining()).unwrap_or_default();
     if !errors.is_empty() {
         let text = String::from_utf8_lossy(&errors[..errors.len().min(2048)]).into_owned();
-        tracing::info!(rotator = %rotator.name, step, stderr = %text, "rotator wrote to stderr");
+        tracing::debug!(rotator = %rotator.name, step, stderr = %text, "rotator wrote to stderr");
     }
     if !status.success() {
         return Err(StepError::Failed {
@@ -141,7 +163,10 @@ pub fn run_step(
 
 fn read_limited(stream: impl Read) -> Vec<u8> {
     let mut out = Vec::new();
-    let _ = stream.take(MAX_OUTPUT).read_to_end(&mut out);
+    let mut limited = stream.take(MAX_OUTPUT);
+    let _ = limited.read_to_end(&mut out);
+    // Drain the rest so the rotator is not blocked on a full pipe; it is not kept.
+    let _ = std::io::copy(&mut limited.into_inner(), &mut std::io::sink());
     out
 }
 
@@ -188,6 +213,12 @@ mod tests {
         ));
         assert!(matches!(
             run_step(&shell("sleep 5", 1), "test", &json!({})),
+            Err(StepError::Timeout { .. })
+        ));
+        // A helper left running with the rotator's stdout open cannot hold the step past its
+        // timeout, and is killed with the rotator's process group.
+        assert!(matches!(
+            run_step(&shell("sleep 30 & printf '{}'", 1), "test", &json!({})),
             Err(StepError::Timeout { .. })
         ));
         assert!(matches!(

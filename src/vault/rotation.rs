@@ -74,6 +74,35 @@ impl ReadLog {
     }
 }
 
+/// The secrets being rotated right now, so the scheduler and a forced rotation never run
+/// the same secret's rotation at once (the stored generation check would catch the race,
+/// but only after a command rotator had already issued a second credential).
+#[derive(Default)]
+pub(super) struct Running(std::sync::Mutex<std::collections::HashSet<String>>);
+
+/// A claim on one secret's rotation, released on drop.
+struct Claim<'a> {
+    running: &'a Running,
+    path: String,
+}
+
+impl Running {
+    fn claim(&self, path: &str) -> Option<Claim<'_>> {
+        let mut set = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        set.insert(path.to_string()).then(|| Claim {
+            running: self,
+            path: path.to_string(),
+        })
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        let mut set = self.running.0.lock().unwrap_or_else(|p| p.into_inner());
+        set.remove(&self.path);
+    }
+}
+
 /// What one run did, for the audit log and the caller.
 struct Run {
     from: u64,
@@ -99,7 +128,15 @@ impl Vault {
                 self.write_rotation_policy(path, request, now)
             }
             (Route::RotationPolicy(path), _) => {
-                self.barrier.delete(&job_record(path)?, Expect::Any)?;
+                let Some((job, generation)) = self.secret_job(path)? else {
+                    return Ok(Response::empty());
+                };
+                if job.status.journal.is_some() {
+                    return Err(in_progress(path));
+                }
+                self.barrier
+                    .delete(&job_record(path)?, Expect::Generation(generation))
+                    .map_err(conflict)?;
                 Ok(Response::empty())
             }
             (Route::RotationRotate(path), _) => {
@@ -164,30 +201,49 @@ impl Vault {
                 .iter()
                 .any(|r| Some(&r.name) == policy.rotator.as_ref())
         {
-            return Err(ApiError::bad_request(
-                "command rotators are not supported by this vaultd yet; use generate or manual",
-            ));
+            return Err(ApiError::bad_request(format!(
+                "no rotator named {:?} in the configuration ([[rotator]] in vault.toml)",
+                policy.rotator.as_deref().unwrap_or_default()
+            )));
         }
         let id = job_record(path)?;
         let existing = self.secret_job(path)?;
         let period_ms = policy.period.saturating_mul(1000);
-        let status = match existing {
-            // A changed period counts from the last rotation, or from now.
-            Some((job, _)) => JobStatus {
-                next_due: job
-                    .status
-                    .last_rotated
-                    .unwrap_or(millis(now))
-                    .saturating_add(period_ms),
-                ..job.status
-            },
-            None => JobStatus {
-                next_due: millis(now).saturating_add(period_ms),
-                ..JobStatus::default()
-            },
+        let (status, expect) = match existing {
+            Some((job, _)) if job.status.journal.is_some() => {
+                return Err(in_progress(path));
+            }
+            // An unchanged period keeps its due time; a changed one counts from the last
+            // rotation, or from now.
+            Some((job, generation)) => {
+                let next_due = if job.policy.period == policy.period {
+                    job.status.next_due
+                } else {
+                    job.status
+                        .last_rotated
+                        .unwrap_or(millis(now))
+                        .saturating_add(period_ms)
+                };
+                (
+                    JobStatus {
+                        next_due,
+                        ..job.status
+                    },
+                    Expect::Generation(generation),
+                )
+            }
+            None => (
+                JobStatus {
+                    next_due: millis(now).saturating_add(period_ms),
+                    ..JobStatus::default()
+                },
+                Expect::Absent,
+            ),
         };
         let job = SecretJob { policy, status };
-        self.barrier.put(&id, &encode(&job)?, Expect::Any)?;
+        self.barrier
+            .put(&id, &encode(&job)?, expect)
+            .map_err(conflict)?;
         Ok(Response::empty().with_warnings(warnings))
     }
 
@@ -435,12 +491,31 @@ impl Vault {
         }
     }
 
-    /// Rotates one secret now (`forced`) or if it is due. A run that is not due answers an
-    /// `ApiError` with status 204, which callers treat as "nothing to do".
+    /// Rotates one secret now (`forced`) or if it is due. A run that is not due, or that is
+    /// already running for a scheduled call, answers an `ApiError` with status 204, which
+    /// callers treat as "nothing to do"; a forced run while another runs answers 409.
     fn run_secret_job(&self, path: &str, now: SystemTime, forced: bool) -> Result<Run, ApiError> {
-        let (job, generation) = self
-            .secret_job(path)?
-            .ok_or_else(|| ApiError::bad_request(format!("no rotation policy for {path}")))?;
+        let Some(_claim) = self.running.claim(path) else {
+            return Err(if forced {
+                ApiError {
+                    status: 409,
+                    ..ApiError::bad_request(format!("a rotation of {path} is already running"))
+                }
+            } else {
+                ApiError {
+                    status: 204,
+                    ..ApiError::bad_request("already running")
+                }
+            });
+        };
+        self.run_claimed_job(path, now, forced)
+    }
+
+    fn run_claimed_job(&self, path: &str, now: SystemTime, forced: bool) -> Result<Run, ApiError> {
+        let (job, generation) = self.secret_job(path)?.ok_or_else(|| ApiError {
+            status: 404,
+            ..ApiError::bad_request(format!("no rotation policy for {path}"))
+        })?;
         if job.policy.method == Method::Command {
             return self.run_command_job(path, job, generation, now, forced);
         }
@@ -606,13 +681,30 @@ impl Vault {
         let retry_ok = job.status.retry_at.is_none_or(|at| now_ms >= at);
         let mut journal = match job.status.journal.clone() {
             Some(journal) if journal.step.as_deref() == Some("finish") => {
-                if now_ms < journal.finish_at.unwrap_or(0) {
-                    return Err(ApiError {
-                        status: 204,
-                        ..ApiError::bad_request("grace period running")
-                    });
+                let waiting = now_ms < journal.finish_at.unwrap_or(0) || !retry_ok;
+                match (waiting, forced) {
+                    (false, _) => journal,
+                    (true, true) => {
+                        return Err(ApiError {
+                            status: 409,
+                            ..ApiError::bad_request(format!(
+                                "the previous rotation of {path} is not finished: its old credential is revoked after {}",
+                                timestamp(
+                                    journal
+                                        .finish_at
+                                        .unwrap_or(0)
+                                        .max(job.status.retry_at.unwrap_or(0))
+                                )
+                            ))
+                        });
+                    }
+                    (true, false) => {
+                        return Err(ApiError {
+                            status: 204,
+                            ..ApiError::bad_request("grace period running")
+                        });
+                    }
                 }
-                journal
             }
             Some(journal) if forced || retry_ok => journal,
             Some(_) => {
@@ -731,7 +823,7 @@ impl Vault {
                     );
                     let mut finishing = journal.clone();
                     finishing.step = Some("finish".into());
-                    finishing.pending = None;
+                    // `finish` is told the new credential too, so it can make sure it keeps it.
                     finishing.finish_at =
                         Some(now_ms.saturating_add(job.policy.grace.saturating_mul(1000)));
                     let mut done = job.clone();
@@ -773,6 +865,23 @@ impl Vault {
                             job = done;
                             journal = finishing;
                             generation += 1;
+                        }
+                        Err(e) if e.status == 409 => {
+                            // The secret was written meanwhile: this rotation's credential is
+                            // not used. The rotator is asked to revoke it (`abort`), and the
+                            // next attempt starts a new rotation from the new version.
+                            if let Err(abort) =
+                                rotation::command::run_step(rotator, "abort", &input)
+                            {
+                                tracing::warn!(%path, error = %abort, "rotator could not abort; the unused credential may stay valid at the provider");
+                            }
+                            let message = "the secret changed during the rotation; it was abandoned and will be retried";
+                            let error = self.command_failed(path, &journal, &step, message, now_ms);
+                            if let Ok(Some((mut fresh, generation))) = self.secret_job(path) {
+                                fresh.status.journal = None;
+                                let _ = self.save_job(path, &fresh, generation);
+                            }
+                            return Err(error);
                         }
                         Err(e) => {
                             return Err(self.command_failed(
@@ -1085,6 +1194,15 @@ fn conflict(e: BarrierError) -> ApiError {
     }
 }
 
+fn in_progress(path: &str) -> ApiError {
+    ApiError {
+        status: 409,
+        ..ApiError::bad_request(format!(
+            "a rotation of {path} is in progress; change or delete its policy once it has finished"
+        ))
+    }
+}
+
 fn reads_record(path: &str) -> Result<RecordId, ApiError> {
     Ok(RecordId::new(
         RecordKind::RotationState,
@@ -1110,4 +1228,22 @@ pub(super) fn keyring_record() -> Result<RecordId, ApiError> {
         "keyring",
         0,
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Running;
+
+    #[test]
+    fn one_rotation_per_secret_at_a_time() {
+        let running = Running::default();
+        let claim = running.claim("secret/a").expect("free");
+        assert!(running.claim("secret/a").is_none(), "already running");
+        assert!(
+            running.claim("secret/b").is_some(),
+            "another secret is free"
+        );
+        drop(claim);
+        assert!(running.claim("secret/a").is_some(), "released on drop");
+    }
 }

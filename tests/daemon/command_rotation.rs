@@ -219,3 +219,90 @@ fn a_rotation_killed_at_any_step_finishes_after_restart() {
         }
     }
 }
+
+#[test]
+fn a_rotation_in_its_grace_period_blocks_a_second_one_and_policy_changes() {
+    let (vault, state) = vault_with_rotator();
+    set_policy(&vault, "1h");
+    let run = vault.root("POST", "sys/rotation/rotate/secret/provider/prod", None);
+    assert_eq!(run.status, 200, "{}", run.body);
+
+    // A second rotation now would revoke the key readers were just given, before its grace.
+    let again = vault.root("POST", "sys/rotation/rotate/secret/provider/prod", None);
+    assert_eq!(again.status, 409, "{}", again.body);
+    let change = vault.root(
+        "PUT",
+        "sys/rotation/policy/secret/provider/prod",
+        Some(json!({"method": "generate", "period": "1h", "field": "api_key"})),
+    );
+    assert_eq!(change.status, 409, "{}", change.body);
+    let delete = vault.root("DELETE", "sys/rotation/policy/secret/provider/prod", None);
+    assert_eq!(delete.status, 409, "{}", delete.body);
+
+    let status = vault.root("GET", "sys/rotation/policy/secret/provider/prod", None);
+    assert_eq!(status.body["data"]["method"], "command", "{}", status.body);
+    assert_eq!(
+        status.body["data"]["in_progress"], "finish",
+        "{}",
+        status.body
+    );
+    assert_eq!(lines(&state.join("minted.jsonl")).len(), 1);
+    assert!(lines(&state.join("revoked.jsonl")).is_empty());
+}
+
+#[test]
+fn a_secret_written_during_a_rotation_is_kept_and_the_unused_key_revoked() {
+    let (vault, state) = vault_with_rotator();
+    set_policy(&vault, "0s");
+    let (pause, paused) = (state.join("pause-set"), state.join("paused-set"));
+    std::fs::write(&pause, "").unwrap();
+    std::thread::scope(|scope| {
+        let first =
+            scope.spawn(|| vault.root("POST", "sys/rotation/rotate/secret/provider/prod", None));
+        poll("the rotator to reach set", || paused.exists());
+
+        // One rotation of a secret at a time.
+        let second = vault.root("POST", "sys/rotation/rotate/secret/provider/prod", None);
+        assert_eq!(second.status, 409, "{}", second.body);
+
+        // An operator replaces the key by hand while the rotator is working.
+        let written = vault.root(
+            "POST",
+            "secret/data/provider/prod",
+            Some(json!({"data": {"api_key": "set-by-hand", "org": "acme"}})),
+        );
+        assert_eq!(written.status, 200, "{}", written.body);
+        std::fs::remove_file(&pause).unwrap();
+
+        let first = first.join().unwrap();
+        assert!(first.status >= 400, "{}", first.body);
+    });
+
+    assert_eq!(
+        current_key(&vault),
+        "set-by-hand",
+        "the rotation overwrote a newer write"
+    );
+    let minted = lines(&state.join("minted.jsonl"));
+    assert_eq!(minted.len(), 1);
+    assert_eq!(
+        lines(&state.join("revoked.jsonl")),
+        vec![json!({"rotation_id": minted[0]["rotation_id"], "key": minted[0]["key"]})],
+        "the unused key was not revoked"
+    );
+    let status = vault.root("GET", "sys/rotation/policy/secret/provider/prod", None);
+    assert_eq!(status.body["data"]["state"], "failing", "{}", status.body);
+    assert!(
+        status.body["data"]["in_progress"].is_null(),
+        "{}",
+        status.body
+    );
+    assert!(
+        status.body["data"]["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("changed"),
+        "{}",
+        status.body
+    );
+}

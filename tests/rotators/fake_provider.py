@@ -5,7 +5,7 @@ Usage: fake_provider.py STATE_DIR STEP, with the rotation's JSON on stdin; print
 
 Files in STATE_DIR:
   minted.jsonl   one line per key minted: {"rotation_id": ..., "key": ...}
-  revoked.jsonl  one line per key revoked
+  revoked.jsonl  one line per key revoked (the old one by finish, an unused one by abort)
   fail-STEP      while present, STEP fails (exit 1)
   pause-STEP     while present, STEP does its work, writes paused-STEP and waits, so a test
                  can kill the daemon at that point
@@ -78,6 +78,11 @@ def main():
         if old and old not in {r["key"] for r in lines(revoked_path)}:
             append(revoked_path, {"rotation_id": rotation, "key": old})
         pause_if_asked(state, step)
+        print("{}")
+    elif step == "abort":
+        new = request.get("new")
+        if new and new not in {r["key"] for r in lines(revoked_path)}:
+            append(revoked_path, {"rotation_id": rotation, "key": new})
         print("{}")
     else:
         print(f"unknown step {step}", file=sys.stderr)
