@@ -167,10 +167,17 @@ fn rss_kib(pid: Option<u32>) -> String {
         .unwrap_or_else(|| "n/a".into())
 }
 
+/// 64 bytes of plaintext, base64.
+const PLAINTEXT: &str =
+    "dGhlIHF1aWNrIGJyb3duIGZveCBqdW1wcyBvdmVyIHRoZSBsYXp5IGRvZyAwMTIzNDU2Nzg5YWJjZGVm";
+
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
     Read,
     Write,
+    Encrypt,
+    Decrypt,
+    EncryptBatch,
 }
 
 async fn run(target: &Target, length: Duration) {
@@ -193,7 +200,44 @@ async fn run(target: &Target, length: Duration) {
         "{:<22} {:>5} {:>10} {:>9} {:>9} {:>9} {:>12}",
         "operation", "conc", "req/s", "p50 ms", "p99 ms", "errors", "RSS after"
     );
-    for kind in [Kind::Read, Kind::Write] {
+    let key = setup
+        .post(format!("{}/v1/transit/keys/bench", target.addr))
+        .header("X-Vault-Token", &target.token)
+        .json(&json!({"type": "aes256-gcm96"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        key.status().is_success(),
+        "transit key creation failed: {}",
+        key.status()
+    );
+    let sample: serde_json::Value = setup
+        .post(format!("{}/v1/transit/encrypt/bench", target.addr))
+        .header("X-Vault-Token", &target.token)
+        .json(&json!({"plaintext": PLAINTEXT}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ciphertext = sample["data"]["ciphertext"].as_str().unwrap().to_string();
+    let batch: Vec<serde_json::Value> = (0..100).map(|_| json!({"plaintext": PLAINTEXT})).collect();
+    let batch = json!({"batch_input": batch});
+
+    let kinds: &[Kind] = match std::env::var("BENCH_ONLY").as_deref() {
+        Ok("transit") => &[Kind::Encrypt, Kind::Decrypt, Kind::EncryptBatch],
+        Ok("kv") => &[Kind::Read, Kind::Write],
+        _ => &[
+            Kind::Read,
+            Kind::Write,
+            Kind::Encrypt,
+            Kind::Decrypt,
+            Kind::EncryptBatch,
+        ],
+    };
+    for &kind in kinds {
         for concurrency in [16usize, 64] {
             let client = client(&target.ca, concurrency);
             let started = Instant::now();
@@ -202,6 +246,8 @@ async fn run(target: &Target, length: Duration) {
                 let client = client.clone();
                 let addr = target.addr.clone();
                 let token = target.token.clone();
+                let ciphertext = ciphertext.clone();
+                let batch = batch.clone();
                 tasks.push(tokio::spawn(async move {
                     let mut latencies = Vec::new();
                     let mut errors = 0u64;
@@ -213,6 +259,9 @@ async fn run(target: &Target, length: Duration) {
                             Kind::Write => client
                                 .post(format!("{addr}/v1/secret/data/bench/w{worker}-{i}"))
                                 .json(&json!({"data": {"api_key": "sk-proj-0123456789abcdefghijklmnopqrstuvwxyz"}})),
+                            Kind::Encrypt => client.post(format!("{addr}/v1/transit/encrypt/bench")).json(&json!({"plaintext": PLAINTEXT})),
+                            Kind::Decrypt => client.post(format!("{addr}/v1/transit/decrypt/bench")).json(&json!({"ciphertext": ciphertext})),
+                            Kind::EncryptBatch => client.post(format!("{addr}/v1/transit/encrypt/bench")).json(&batch),
                         };
                         match request.header("X-Vault-Token", &token).send().await {
                             Ok(response) if response.status().is_success() => {
@@ -243,6 +292,9 @@ async fn run(target: &Target, length: Duration) {
             let name = match kind {
                 Kind::Read => "KV read",
                 Kind::Write => "KV write (durable)",
+                Kind::Encrypt => "transit encrypt",
+                Kind::Decrypt => "transit decrypt",
+                Kind::EncryptBatch => "transit encrypt x100",
             };
             println!(
                 "{:<22} {:>5} {:>10.0} {:>9.2} {:>9.2} {:>9} {:>12}",

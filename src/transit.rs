@@ -78,6 +78,14 @@ impl KeyType {
         }
     }
 
+    /// What Vault calls the key in a version's entry: the curve for ECDSA.
+    fn curve_name(self) -> &'static str {
+        match self {
+            KeyType::EcdsaP256 => "P-256",
+            other => other.name(),
+        }
+    }
+
     fn signs(self) -> bool {
         matches!(self, KeyType::Ed25519 | KeyType::EcdsaP256)
     }
@@ -308,8 +316,13 @@ impl TransitEngine {
         let Some((policy, _)) = self.policy(mount, name)? else {
             return Err(ApiError::not_found());
         };
+        // Like Vault, only the versions that can still decrypt; an HMAC key lists none.
         let mut keys = Map::new();
-        for version in policy.min_available_version.max(1)..=policy.latest_version {
+        let first = policy
+            .min_available_version
+            .max(policy.min_decryption_version)
+            .max(1);
+        for version in first..=policy.latest_version {
             let Ok(material) = self.version(mount, name, version) else {
                 continue;
             };
@@ -317,14 +330,14 @@ impl TransitEngine {
                 Some(public) => json!({
                     "public_key": public,
                     "creation_time": crate::duration::timestamp(UNIX_EPOCH + Duration::from_secs(material.created)),
-                    "name": policy.key_type.name(),
+                                        "name": policy.key_type.curve_name(),
                 }),
                 None => json!(material.created),
             };
             keys.insert(version.to_string(), value);
         }
         let kind = policy.key_type;
-        Ok(Response::data(json!({
+        let mut data = json!({
             "name": policy.name,
             "type": kind.name(),
             "keys": keys,
@@ -340,9 +353,21 @@ impl TransitEngine {
             "supports_encryption": kind.aead().is_some(),
             "supports_decryption": kind.aead().is_some(),
             "supports_derivation": kind.aead().is_some(),
-            "supports_signing": kind.signs(),
+                        "supports_signing": kind.signs(),
             "imported_key": false,
-        })))
+        });
+        if kind == KeyType::Hmac
+            && let Value::Object(map) = &mut data
+        {
+            map.remove("keys");
+        }
+        if policy.derived
+            && let Value::Object(map) = &mut data
+        {
+            map.insert("kdf".into(), json!("hkdf_sha256"));
+            map.insert("convergent_encryption".into(), json!(false));
+        }
+        Ok(Response::data(data))
     }
 
     fn create_key(
@@ -352,7 +377,7 @@ impl TransitEngine {
         request: &Request,
         now: SystemTime,
     ) -> Result<Response, ApiError> {
-        let mut fields = Fields::new(request);
+        let mut fields = keyed_fields(request);
         let key_type = KeyType::parse(fields.string("type")?.as_deref().unwrap_or("aes256-gcm96"))?;
         let derived = fields.bool("derived")?.unwrap_or(false);
         if derived && key_type.aead().is_none() {
@@ -386,6 +411,8 @@ impl TransitEngine {
         let warnings = fields.unknown();
         if self.policy(mount, name)?.is_some() {
             // Vault answers success when the key exists already; nothing changes.
+            let mut warnings = warnings;
+            warnings.push(format!("key {name} already existed"));
             return self
                 .read_key(mount, name)
                 .map(|r| r.with_warnings(warnings));
@@ -442,7 +469,7 @@ impl TransitEngine {
         request: &Request,
     ) -> Result<Response, ApiError> {
         let (mut policy, generation) = self.existing(mount, name)?;
-        let mut fields = Fields::new(request);
+        let mut fields = keyed_fields(request);
         if let Some(v) = fields.u64("min_decryption_version")? {
             policy.min_decryption_version = u32::try_from(v)
                 .map_err(|_| ApiError::bad_request("min_decryption_version is too large"))?
@@ -545,21 +572,38 @@ impl TransitEngine {
         request: &Request,
     ) -> Result<Response, ApiError> {
         let (mut policy, generation) = self.existing(mount, name)?;
-        let mut fields = Fields::new(request);
+        let mut fields = keyed_fields(request);
         let min = fields
             .u64("min_available_version")?
             .ok_or_else(|| ApiError::bad_request("min_available_version is required"))?;
         let min = u32::try_from(min)
             .map_err(|_| ApiError::bad_request("min_available_version is too large"))?;
-        if min > policy.min_decryption_version
-            || (policy.min_encryption_version > 0 && min > policy.min_encryption_version)
-        {
+        // The same checks, in the same order, as Vault.
+        if policy.min_encryption_version == 0 {
+            return Err(ApiError::bad_request(
+                "minimum available version cannot be set when minimum encryption version is not set",
+            ));
+        }
+        if min == 0 {
+            return Err(ApiError::bad_request(
+                "minimum available version should be positive",
+            ));
+        }
+        if min < policy.min_available_version {
+            return Err(ApiError::bad_request(
+                "minimum available version cannot be decremented",
+            ));
+        }
+        if min > policy.min_decryption_version || min > policy.min_encryption_version {
             return Err(ApiError::bad_request(
                 "cannot trim above min_decryption_version or min_encryption_version",
             ));
         }
-        if min <= policy.min_available_version {
-            return Ok(Response::empty());
+        let warnings = fields.unknown();
+        if min == policy.min_available_version {
+            return self
+                .read_key(mount, name)
+                .map(|r| r.with_warnings(warnings));
         }
         let removed = (policy.min_available_version.max(1)..min)
             .map(|v| version_id(mount, name, v))
@@ -577,7 +621,8 @@ impl TransitEngine {
             expect: Expect::Any,
         }));
         self.barrier.commit(&changes).map_err(conflict)?;
-        Ok(Response::empty().with_warnings(fields.unknown()))
+        self.read_key(mount, name)
+            .map(|r| r.with_warnings(warnings))
     }
 
     /// The encryption key of `version`, derived from `context` for derived keys.
@@ -618,12 +663,27 @@ impl TransitEngine {
         let (policy, _) = match self.policy(mount, name)? {
             Some(found) => found,
             None => {
-                // Vault creates an aes256-gcm96 key on first encrypt (upsert).
+                // Vault creates the key on first encrypt (upsert): of the requested `type`
+                // (aes256-gcm96 by default), derived if the request carries a context.
+                let mut data = Map::new();
+                if let Some(kind) = request.data.get("type") {
+                    data.insert("type".into(), kind.clone());
+                }
+                let first = match request.data.get("batch_input") {
+                    Some(Value::Array(items)) => items.first().and_then(Value::as_object),
+                    _ => Some(&request.data),
+                };
+                if first
+                    .and_then(|f| f.get("context"))
+                    .is_some_and(|c| c.as_str() != Some(""))
+                {
+                    data.insert("derived".into(), json!(true));
+                }
                 self.create_key(
                     mount,
                     name,
                     &Request {
-                        data: Map::new(),
+                        data,
                         ..request.clone_meta()
                     },
                     now,
@@ -637,7 +697,7 @@ impl TransitEngine {
                 policy.key_type.name()
             ))
         })?;
-        self.batch(request, &["plaintext", "context", "associated_data", "key_version", "nonce", "reference"], |item| {
+        self.batch(request, &["plaintext", "context", "associated_data", "key_version", "nonce", "reference", "type"], |item| {
             let mut fields = Fields::of(item);
             let plaintext = fields.string("plaintext")?.ok_or_else(|| ApiError::bad_request("missing plaintext to encrypt"))?;
             let plaintext = Zeroizing::new(BASE64.decode(plaintext.trim()).map_err(|_| ApiError::bad_request("plaintext is not base64"))?);
@@ -739,7 +799,7 @@ impl TransitEngine {
             .key_type
             .aead()
             .ok_or_else(|| ApiError::bad_request("key type does not support encryption"))?;
-        let mut fields = Fields::new(request);
+        let mut fields = keyed_fields(request);
         let bits = fields.u64("bits")?.unwrap_or(256);
         if ![128, 256, 512].contains(&bits) {
             return Err(ApiError::bad_request("bits must be 128, 256 or 512"));
@@ -770,7 +830,7 @@ impl TransitEngine {
         algorithm: Option<&&str>,
     ) -> Result<Response, ApiError> {
         let (policy, _) = self.existing(mount, name)?;
-        let mut fields = Fields::new(request);
+        let mut fields = keyed_fields(request);
         let algorithm = hmac_algorithm(
             algorithm
                 .copied()
@@ -815,7 +875,7 @@ impl TransitEngine {
 
     fn sign(&self, mount: MountId, name: &str, request: &Request) -> Result<Response, ApiError> {
         let (policy, _) = self.existing(mount, name)?;
-        let mut fields = Fields::new(request);
+        let mut fields = keyed_fields(request);
         let version = match fields.u64("key_version")? {
             Some(0) | None => policy.latest_version,
             Some(v) => {
@@ -888,7 +948,7 @@ impl TransitEngine {
         algorithm: Option<&&str>,
     ) -> Result<Response, ApiError> {
         let (policy, _) = self.existing(mount, name)?;
-        let mut fields = Fields::new(request);
+        let mut fields = keyed_fields(request);
         let input = fields
             .string("input")?
             .ok_or_else(|| ApiError::bad_request("missing input to verify"))?;
@@ -969,8 +1029,10 @@ impl TransitEngine {
         Ok(())
     }
 
-    /// Runs `one` on the request's fields, or on each item of `batch_input` (answering
-    /// `batch_results`, with per-item errors as Vault does).
+    /// Runs `one` on the request's fields, or on each item of `batch_input`, answering
+    /// `batch_results` with per-item errors as Vault does: every result carries the item's
+    /// `reference` (empty if it had none), and a batch in which an item failed answers 400
+    /// with the results, or `partial_failure_response_code` if some items succeeded.
     fn batch(
         &self,
         request: &Request,
@@ -978,10 +1040,11 @@ impl TransitEngine {
         one: impl Fn(&Map<String, Value>) -> Result<Value, ApiError>,
     ) -> Result<Response, ApiError> {
         let Some(batch) = request.data.get("batch_input") else {
-            let mut fields = Fields::new(request);
+            let mut fields = keyed_fields(request);
             for name in known {
                 let _ = fields.value(name);
             }
+            let _ = fields.value("partial_failure_response_code");
             let warnings = fields.unknown();
             let mut result = one(&request.data)?;
             if let Value::Object(map) = &mut result {
@@ -997,21 +1060,54 @@ impl TransitEngine {
                 "batch_input has more than {MAX_BATCH} items"
             )));
         }
+        let partial_code = match request.data.get("partial_failure_response_code") {
+            None | Some(Value::Null) => None,
+            Some(code) => Some(
+                code.as_u64()
+                    .or_else(|| code.as_str().and_then(|s| s.parse().ok()))
+                    .and_then(|c| u16::try_from(c).ok())
+                    .filter(|c| (1..=599).contains(c))
+                    .ok_or_else(|| {
+                        ApiError::bad_request("partial_failure_response_code must be 1 to 599")
+                    })?,
+            ),
+        };
+        let (mut failed, mut succeeded) = (false, false);
         let results: Vec<Value> = items
             .iter()
             .map(|item| {
-                let Some(map) = item.as_object() else {
-                    return json!({"error": "batch item is not an object"});
+                let empty = Map::new();
+                let map = item.as_object().unwrap_or(&empty);
+                let outcome = if item.is_object() {
+                    one(map)
+                } else {
+                    Err(ApiError::bad_request("batch item is not an object"))
                 };
-                let mut result =
-                    one(map).unwrap_or_else(|e| json!({"error": e.messages.join("; ")}));
-                if let (Value::Object(out), Some(reference)) = (&mut result, map.get("reference")) {
-                    out.insert("reference".into(), reference.clone());
+                let mut result = match outcome {
+                    Ok(result) => {
+                        succeeded = true;
+                        result
+                    }
+                    Err(e) => {
+                        failed = true;
+                        json!({"error": e.messages.join("; ")})
+                    }
+                };
+                if let Value::Object(out) = &mut result {
+                    let reference = map.get("reference").cloned().unwrap_or_else(|| json!(""));
+                    out.insert("reference".into(), reference);
                 }
                 result
             })
             .collect();
-        Ok(Response::data(json!({"batch_results": results})))
+        let mut response = Response::data(json!({"batch_results": results}));
+        if failed {
+            response.status = Some(match partial_code {
+                Some(code) if succeeded => code,
+                _ => 400,
+            });
+        }
+        Ok(response)
     }
 }
 
@@ -1129,6 +1225,14 @@ fn decode_optional(value: Option<String>, name: &str) -> Result<Vec<u8>, ApiErro
             .map_err(|_| ApiError::bad_request(format!("{name} is not base64"))),
         None => Ok(Vec::new()),
     }
+}
+
+/// The fields of a request to a path that names a key. `name` is a field of those paths in
+/// Vault, and clients (hvac) repeat it in the body, so it is not an unknown parameter.
+fn keyed_fields(request: &Request) -> Fields<'_> {
+    let mut fields = Fields::new(request);
+    let _ = fields.value("name");
+    fields
 }
 
 fn check_name(name: &str) -> Result<(), ApiError> {
