@@ -177,6 +177,8 @@ pub struct CryptoSection {
     pub aead: Algorithm,
     /// Wraps after which a key term is replaced.
     pub key_term_wear_limit: u64,
+    /// Encryptions per transit key version before the key is rotated.
+    pub transit_encryptions_per_key_version: u64,
 }
 
 impl Default for CryptoSection {
@@ -184,6 +186,7 @@ impl Default for CryptoSection {
         CryptoSection {
             aead: Algorithm::default(),
             key_term_wear_limit: DEFAULT_WEAR_LIMIT,
+            transit_encryptions_per_key_version: crate::transit::MAX_ENCRYPTIONS,
         }
     }
 }
@@ -356,6 +359,13 @@ impl Config {
                 format!("must be between 1 and {DEFAULT_WEAR_LIMIT}"),
             ));
         }
+        let transit_limit = self.crypto.transit_encryptions_per_key_version;
+        if transit_limit == 0 || transit_limit > crate::transit::MAX_ENCRYPTIONS {
+            return Err(invalid(
+                "crypto.transit_encryptions_per_key_version",
+                format!("must be between 1 and {}", crate::transit::MAX_ENCRYPTIONS),
+            ));
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(invalid(
                 "log.level",
@@ -458,7 +468,15 @@ mod tests {
         ))
         .unwrap_err()
         .to_string();
-        assert!(err.contains("inside storage.path"), "{err}");
+                assert!(err.contains("inside storage.path"), "{err}");
+        for limit in ["0", "4294967297"] {
+            let err = parse(&format!(
+                "{MINIMAL}\n[crypto]\ntransit_encryptions_per_key_version = {limit}\n"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("transit_encryptions_per_key_version"), "{err}");
+        }
         assert!(parse("[listener]\naddress = \"nowhere\"").is_err());
     }
 }

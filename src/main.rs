@@ -148,6 +148,7 @@ async fn run(config: Config, dev: Option<dev::DevPaths>) -> Result<ExitCode, Str
         limits: config.limits.clone(),
         allow_init_from_any_address: config.security.allow_init_from_any_address,
         rotators: config.rotators.clone(),
+        transit_encryption_limit: config.crypto.transit_encryptions_per_key_version,
     };
     let vault = Arc::new(Vault::new(Arc::new(storage), options));
 

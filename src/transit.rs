@@ -4,9 +4,13 @@
 //!
 //! A key's policy (type, versions, limits) is one record; each key version is a record of
 //! its own, so a key with many versions stays under the record limit. Both go through the
-//! barrier like every other record.
+//! barrier like every other record. Encryptions are counted per key version
+//! ([`counter`]), and a key whose latest version reaches the limit is rotated before it is
+//! used again.
 
-use std::sync::Arc;
+mod counter;
+
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -195,15 +199,27 @@ fn p256_public_pem(point: &[u8]) -> String {
     )
 }
 
-/// The engine. Stateless: everything is in the barrier.
+pub use counter::MAX_ENCRYPTIONS;
+
+/// The engine. Everything it keeps is in the barrier, but for the use counters' in-memory
+/// part.
 pub struct TransitEngine {
     barrier: Arc<Barrier>,
+    counters: counter::Counters,
+    // Held while rotating a key that reached its encryption limit, so concurrent requests
+    // rotate it once.
+    rotating: Mutex<()>,
 }
 
 impl TransitEngine {
-    /// An engine over `barrier`.
-    pub fn new(barrier: Arc<Barrier>) -> Self {
-        TransitEngine { barrier }
+    /// An engine over `barrier`, allowing `encryption_limit` encryptions per key version
+    /// (at most [`MAX_ENCRYPTIONS`]).
+    pub fn new(barrier: Arc<Barrier>, encryption_limit: u64) -> Self {
+        TransitEngine {
+            counters: counter::Counters::new(Arc::clone(&barrier), encryption_limit),
+            barrier,
+            rotating: Mutex::new(()),
+        }
     }
 
     /// Handles a request for `rest`, the path after the mount.
@@ -230,8 +246,10 @@ impl TransitEngine {
             (["keys", name, "trim"], Operation::Write) => self.trim_key(id, name, request),
             (["encrypt", name], Operation::Write) => self.encrypt(id, name, request, now),
             (["decrypt", name], Operation::Write) => self.decrypt(id, name, request),
-            (["rewrap", name], Operation::Write) => self.rewrap(id, name, request),
-            (["datakey", kind, name], Operation::Write) => self.datakey(id, kind, name, request),
+            (["rewrap", name], Operation::Write) => self.rewrap(id, name, request, now),
+            (["datakey", kind, name], Operation::Write) => {
+                self.datakey(id, kind, name, request, now)
+            }
             (["random"], Operation::Write) => random(request, None),
             (["random", bytes], Operation::Write) => random(request, Some(bytes)),
             (["random", _source, bytes], Operation::Write) => random(request, Some(bytes)),
@@ -448,7 +466,7 @@ impl TransitEngine {
         }
         let pid = policy_id(mount, name)?;
         let versions = (1..=policy.latest_version)
-            .map(|v| version_id(mount, name, v))
+            .flat_map(|v| [version_id(mount, name, v), counter::uses_id(mount, name, v)])
             .collect::<Result<Vec<_>, _>>()?;
         let mut changes = vec![Change::Delete {
             id: &pid,
@@ -459,6 +477,7 @@ impl TransitEngine {
             expect: Expect::Any,
         }));
         self.barrier.commit(&changes).map_err(conflict)?;
+        self.counters.forget(mount, name);
         Ok(Response::empty())
     }
 
@@ -606,7 +625,7 @@ impl TransitEngine {
                 .map(|r| r.with_warnings(warnings));
         }
         let removed = (policy.min_available_version.max(1)..min)
-            .map(|v| version_id(mount, name, v))
+            .flat_map(|v| [version_id(mount, name, v), counter::uses_id(mount, name, v)])
             .collect::<Result<Vec<_>, _>>()?;
         policy.min_available_version = min;
         let pid = policy_id(mount, name)?;
@@ -697,17 +716,13 @@ impl TransitEngine {
                 policy.key_type.name()
             ))
         })?;
+        let policy = self.make_room(mount, policy, latest_uses(request), now)?;
         self.batch(request, &["plaintext", "context", "associated_data", "key_version", "nonce", "reference", "type"], |item| {
             let mut fields = Fields::of(item);
             let plaintext = fields.string("plaintext")?.ok_or_else(|| ApiError::bad_request("missing plaintext to encrypt"))?;
             let plaintext = Zeroizing::new(BASE64.decode(plaintext.trim()).map_err(|_| ApiError::bad_request("plaintext is not base64"))?);
-            let version = match fields.u64("key_version")? {
-                Some(0) | None => policy.latest_version,
-                Some(v) => u32::try_from(v).map_err(|_| ApiError::bad_request("key_version is too large"))?,
-            };
-            if version > policy.latest_version || version < policy.min_encryption_version.max(policy.min_available_version) {
-                return Err(ApiError::bad_request("requested key version is not available for encryption"));
-            }
+            let version = encryption_version(&policy, fields.u64("key_version")?)?;
+            self.counters.count(mount, name, version, 1)?;
             let key = self.encryption_key(mount, &policy, version, fields.string("context")?.as_deref())?;
             let aad = decode_optional(fields.string("associated_data")?, "associated_data")?;
             let sealed = crypto::seal(algorithm, &key, &aad, &plaintext).map_err(|e| ApiError::internal(e.to_string()))?;
@@ -753,12 +768,19 @@ impl TransitEngine {
         )
     }
 
-    fn rewrap(&self, mount: MountId, name: &str, request: &Request) -> Result<Response, ApiError> {
+    fn rewrap(
+        &self,
+        mount: MountId,
+        name: &str,
+        request: &Request,
+        now: SystemTime,
+    ) -> Result<Response, ApiError> {
         let (policy, _) = self.existing(mount, name)?;
         let algorithm = policy
             .key_type
             .aead()
             .ok_or_else(|| ApiError::bad_request("key type does not support rewrap"))?;
+        let policy = self.make_room(mount, policy, latest_uses(request), now)?;
         self.batch(request, &["ciphertext", "context", "associated_data", "key_version", "nonce", "reference"], |item| {
             let mut fields = Fields::of(item);
             let ciphertext = fields.string("ciphertext")?.ok_or_else(|| ApiError::bad_request("missing ciphertext to rewrap"))?;
@@ -768,10 +790,8 @@ impl TransitEngine {
             let aad = decode_optional(fields.string("associated_data")?, "associated_data")?;
             let old_key = self.encryption_key(mount, &policy, version, context.as_deref())?;
             let plaintext = crypto::open(algorithm, &old_key, &aad, &sealed).map_err(|_| ApiError::bad_request("cipher: message authentication failed"))?;
-            let target = match fields.u64("key_version")? {
-                Some(0) | None => policy.latest_version,
-                Some(v) => u32::try_from(v).map_err(|_| ApiError::bad_request("key_version is too large"))?,
-            };
+                        let target = encryption_version(&policy, fields.u64("key_version")?)?;
+            self.counters.count(mount, name, target, 1)?;
             let new_key = self.encryption_key(mount, &policy, target, context.as_deref())?;
             let resealed = crypto::seal(algorithm, &new_key, &aad, &plaintext).map_err(|e| ApiError::internal(e.to_string()))?;
             Ok(json!({"ciphertext": format!("vault:v{target}:{}", BASE64.encode(resealed)), "key_version": target}))
@@ -784,6 +804,7 @@ impl TransitEngine {
         kind: &str,
         name: &str,
         request: &Request,
+        now: SystemTime,
     ) -> Result<Response, ApiError> {
         let show_plaintext = match kind {
             "plaintext" => true,
@@ -806,6 +827,8 @@ impl TransitEngine {
         }
         let mut data_key = Zeroizing::new(vec![0u8; (bits / 8) as usize]);
         crypto::fill_random(&mut data_key).map_err(|e| ApiError::internal(e.to_string()))?;
+        let policy = self.make_room(mount, policy, 1, now)?;
+        self.counters.count(mount, name, policy.latest_version, 1)?;
         let key = self.encryption_key(
             mount,
             &policy,
@@ -1017,6 +1040,43 @@ impl TransitEngine {
         Ok(Response::data(json!({"valid": valid})).with_warnings(fields.unknown()))
     }
 
+    /// Makes sure the latest version can do `n` more encryptions, rotating the key if it
+    /// has reached its limit; answers the policy to encrypt with.
+    fn make_room(
+        &self,
+        mount: MountId,
+        policy: KeyPolicy,
+        n: u64,
+        now: SystemTime,
+    ) -> Result<KeyPolicy, ApiError> {
+        let name = policy.name.clone();
+        if n == 0
+            || self
+                .counters
+                .has_room(mount, &name, policy.latest_version, n)?
+        {
+            return Ok(policy);
+        }
+        if n > self.counters.limit() {
+            return Err(ApiError::bad_request(format!(
+                "the batch is larger than a key version's {} encryptions",
+                self.counters.limit()
+            )));
+        }
+        let _one = self.rotating.lock().unwrap_or_else(|p| p.into_inner());
+        // Another request may have rotated it meanwhile.
+        let (fresh, _) = self.existing(mount, &name)?;
+        if self
+            .counters
+            .has_room(mount, &name, fresh.latest_version, n)?
+        {
+            return Ok(fresh);
+        }
+        let version = self.rotate_key(mount, &name, now)?;
+        tracing::info!(key = %name, version, "transit key reached its encryption limit; rotated");
+        Ok(self.existing(mount, &name)?.0)
+    }
+
     fn check_decryption_version(&self, policy: &KeyPolicy, version: u32) -> Result<(), ApiError> {
         if version == 0 || version > policy.latest_version {
             return Err(ApiError::bad_request("invalid key version"));
@@ -1224,6 +1284,42 @@ fn decode_optional(value: Option<String>, name: &str) -> Result<Vec<u8>, ApiErro
             .decode(text.trim())
             .map_err(|_| ApiError::bad_request(format!("{name} is not base64"))),
         None => Ok(Vec::new()),
+    }
+}
+
+/// The version a request's `key_version` asks to encrypt with: the latest for none or 0.
+fn encryption_version(policy: &KeyPolicy, requested: Option<u64>) -> Result<u32, ApiError> {
+    let version = match requested {
+        Some(0) | None => policy.latest_version,
+        Some(v) => {
+            u32::try_from(v).map_err(|_| ApiError::bad_request("key_version is too large"))?
+        }
+    };
+    if version > policy.latest_version
+        || version
+            < policy
+                .min_encryption_version
+                .max(policy.min_available_version)
+    {
+        return Err(ApiError::bad_request(
+            "requested key version is not available for encryption",
+        ));
+    }
+    Ok(version)
+}
+
+/// How many encryptions a request makes with the latest key version (those without a
+/// `key_version`).
+fn latest_uses(request: &Request) -> u64 {
+    let latest = |version: Option<&Value>| {
+        version.is_none_or(|v| v.is_null() || v.as_u64() == Some(0) || v.as_str() == Some("0"))
+    };
+    match request.data.get("batch_input") {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter(|i| latest(i.get("key_version")))
+            .count() as u64,
+        _ => u64::from(latest(request.data.get("key_version"))),
     }
 }
 

@@ -52,6 +52,8 @@ pub struct VaultOptions {
     pub allow_init_from_any_address: bool,
     /// Rotators for `command` rotation policies.
     pub rotators: Vec<crate::config::Rotator>,
+    /// Encryptions per transit key version before the key is rotated.
+    pub transit_encryption_limit: u64,
 }
 
 /// The vault.
@@ -107,7 +109,10 @@ impl Vault {
             policies: PolicyStore::new(Arc::clone(&barrier)),
             mounts: MountTable::new(Arc::clone(&barrier)),
             kv: KvEngine::new(Arc::clone(&barrier)),
-            transit: crate::transit::TransitEngine::new(Arc::clone(&barrier)),
+            transit: crate::transit::TransitEngine::new(
+                Arc::clone(&barrier),
+                options.transit_encryption_limit,
+            ),
             audit: AuditBroker::new(limits.audit_timeout),
             per_token: Limiter::new(
                 limits.requests_per_second_per_token,

@@ -34,6 +34,7 @@ fn options() -> VaultOptions {
         },
         allow_init_from_any_address: false,
         rotators: Vec::new(),
+        transit_encryption_limit: crate::transit::MAX_ENCRYPTIONS,
     }
 }
 

@@ -168,3 +168,61 @@ fn keys_never_leave_and_survive_a_restart() {
         400
     );
 }
+
+#[test]
+fn a_key_version_at_its_encryption_limit_is_rotated_and_counts_survive_restarts() {
+    let keys = tempfile::tempdir().unwrap();
+    let mut vault = TestVault::production(&format!(
+        "[seal]\ntype = \"keyfile\"\nkey_file = \"{}\"\n\n[crypto]\ntransit_encryptions_per_key_version = 10\n",
+        keys.path().join("unseal.key").display()
+    ));
+    crate::support::init(&mut vault, 1, 1);
+    vault.root("POST", "transit/keys/counted", Some(json!({})));
+    let version_of = |vault: &TestVault, body: serde_json::Value| {
+        let ciphertext = encrypt(vault, "counted", body);
+        ciphertext.split(':').nth(1).unwrap().to_string()
+    };
+    let one = json!({"plaintext": BASE64.encode(b"x")});
+    for _ in 0..6 {
+        assert_eq!(version_of(&vault, one.clone()), "v1");
+    }
+    // The count survives a restart: four more, not ten, fit in version 1. (With a limit
+    // this small a reserved block is one encryption, so a restart over-counts nothing.)
+    vault.restart();
+    for _ in 0..4 {
+        assert_eq!(version_of(&vault, one.clone()), "v1");
+    }
+    assert_eq!(
+        vault.root("GET", "transit/keys/counted", None).body["data"]["latest_version"],
+        1
+    );
+    // The eleventh encryption rotates the key first.
+    assert_eq!(version_of(&vault, one.clone()), "v2");
+    assert_eq!(
+        vault.root("GET", "transit/keys/counted", None).body["data"]["latest_version"],
+        2
+    );
+    // Version 1 can still decrypt but no longer encrypt, even when asked for by number.
+    let pinned = vault.root(
+        "POST",
+        "transit/encrypt/counted",
+        Some(json!({"plaintext": BASE64.encode(b"x"), "key_version": 1})),
+    );
+    assert_eq!(pinned.status, 400, "{}", pinned.body);
+    // A batch counts every item: nine more fit in version 2, the next batch rotates.
+    let batch = |n: usize| json!({"batch_input": vec![one.clone(); n]});
+    let reply = vault.root("POST", "transit/encrypt/counted", Some(batch(9)));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let reply = vault.root("POST", "transit/encrypt/counted", Some(batch(5)));
+    let results = reply.body["data"]["batch_results"].as_array().unwrap();
+    assert!(
+        results
+            .iter()
+            .all(|r| r["ciphertext"].as_str().unwrap().starts_with("vault:v3:")),
+        "{}",
+        reply.body
+    );
+    // A batch larger than the limit cannot fit in any version.
+    let reply = vault.root("POST", "transit/encrypt/counted", Some(batch(11)));
+    assert_eq!(reply.status, 400, "{}", reply.body);
+}
