@@ -468,7 +468,7 @@ mod tests {
         ))
         .unwrap_err()
         .to_string();
-                assert!(err.contains("inside storage.path"), "{err}");
+        assert!(err.contains("inside storage.path"), "{err}");
         for limit in ["0", "4294967297"] {
             let err = parse(&format!(
                 "{MINIMAL}\n[crypto]\ntransit_encryptions_per_key_version = {limit}\n"

@@ -305,6 +305,38 @@ impl TransitEngine {
     }
 
     fn list_keys(&self, mount: MountId) -> Result<Response, ApiError> {
+        let keys = self.key_names(mount)?;
+        if keys.is_empty() {
+            return Err(ApiError::not_found());
+        }
+        Ok(Response::data(json!({"keys": keys})))
+    }
+
+    /// The keys of `mount` whose `auto_rotate_period` has passed since their latest version
+    /// was made, with that version.
+    pub fn keys_due(
+        &self,
+        mount: MountId,
+        now: SystemTime,
+    ) -> Result<Vec<(String, u32)>, ApiError> {
+        let now = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let mut due = Vec::new();
+        for name in self.key_names(mount)? {
+            let Some((policy, _)) = self.policy(mount, &name)? else {
+                continue;
+            };
+            if policy.auto_rotate_period == 0 {
+                continue;
+            }
+            let created = self.version(mount, &name, policy.latest_version)?.created;
+            if now >= created.saturating_add(policy.auto_rotate_period) {
+                due.push((name, policy.latest_version));
+            }
+        }
+        Ok(due)
+    }
+
+    fn key_names(&self, mount: MountId) -> Result<Vec<String>, ApiError> {
         let mut keys = Vec::new();
         let mut after = None;
         loop {
@@ -324,10 +356,7 @@ impl TransitEngine {
             );
             after = Some(last);
         }
-        if keys.is_empty() {
-            return Err(ApiError::not_found());
-        }
-        Ok(Response::data(json!({"keys": keys})))
+        Ok(keys)
     }
 
     fn read_key(&self, mount: MountId, name: &str) -> Result<Response, ApiError> {
@@ -418,9 +447,8 @@ impl TransitEngine {
             deletion_allowed: false,
             exportable: fields.bool("exportable")?.unwrap_or(false),
             allow_plaintext_backup: fields.bool("allow_plaintext_backup")?.unwrap_or(false),
-            auto_rotate_period: fields
-                .duration("auto_rotate_period")?
-                .map_or(0, |d| d.as_secs()),
+            auto_rotate_period: auto_rotate_period(fields.duration("auto_rotate_period")?)?
+                .unwrap_or(0),
             derived,
         };
         for ignored in ["key_size", "managed_key_name", "managed_key_id"] {
@@ -536,13 +564,8 @@ impl TransitEngine {
             }
             policy.allow_plaintext_backup = v;
         }
-        if let Some(period) = fields.duration("auto_rotate_period")? {
-            if !period.is_zero() && period < Duration::from_secs(3600) {
-                return Err(ApiError::bad_request(
-                    "auto_rotate_period must be 0 or at least 1h",
-                ));
-            }
-            policy.auto_rotate_period = period.as_secs();
+        if let Some(period) = auto_rotate_period(fields.duration("auto_rotate_period")?)? {
+            policy.auto_rotate_period = period;
         }
         let warnings = fields.unknown();
         self.barrier
@@ -1284,6 +1307,16 @@ fn decode_optional(value: Option<String>, name: &str) -> Result<Vec<u8>, ApiErro
             .decode(text.trim())
             .map_err(|_| ApiError::bad_request(format!("{name} is not base64"))),
         None => Ok(Vec::new()),
+    }
+}
+
+/// A valid `auto_rotate_period` in seconds: 0 (off) or at least an hour, as Vault allows.
+fn auto_rotate_period(period: Option<Duration>) -> Result<Option<u64>, ApiError> {
+    match period {
+        Some(p) if !p.is_zero() && p < Duration::from_secs(3600) => Err(ApiError::bad_request(
+            "auto_rotate_period must be 0 or at least 1h",
+        )),
+        other => Ok(other.map(|p| p.as_secs())),
     }
 }
 

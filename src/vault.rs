@@ -78,6 +78,7 @@ pub struct Vault {
     rotations_ok: std::sync::atomic::AtomicU64,
     rotations_failed: std::sync::atomic::AtomicU64,
     rewrap_not_before: std::sync::atomic::AtomicU64,
+    transit_not_before: std::sync::atomic::AtomicU64,
 }
 
 /// What `initialize` hands out, once.
@@ -127,6 +128,7 @@ impl Vault {
             rotations_ok: std::sync::atomic::AtomicU64::new(0),
             rotations_failed: std::sync::atomic::AtomicU64::new(0),
             rewrap_not_before: std::sync::atomic::AtomicU64::new(0),
+            transit_not_before: std::sync::atomic::AtomicU64::new(0),
             barrier,
             options,
         }

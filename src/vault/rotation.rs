@@ -458,6 +458,7 @@ impl Vault {
             tracing::warn!(error = %e, "scheduled keyring rotation did not run");
         }
         self.rewrap_if_needed(now);
+        self.rotate_transit_keys(now);
         self.flush_reads(now);
         let mut after = None;
         loop {
@@ -1077,6 +1078,77 @@ impl Vault {
         });
         if let Err(e) = started {
             tracing::warn!(error = %e, "cannot start the rewrap");
+        }
+    }
+
+    /// Rotates the transit keys whose `auto_rotate_period` has passed, checking once a minute.
+    /// Each rotation is audited before and after, like every scheduled rotation.
+    fn rotate_transit_keys(&self, now: SystemTime) {
+        let now_ms = millis(now);
+        if now_ms < self.transit_not_before.load(Ordering::Relaxed) {
+            return;
+        }
+        self.transit_not_before
+            .store(now_ms.saturating_add(60_000), Ordering::Relaxed);
+        for (path, mount) in self.mounts.all() {
+            if mount.engine != EngineType::Transit {
+                continue;
+            }
+            let due = mount
+                .id()
+                .and_then(|id| Ok((id, self.transit.keys_due(id, now)?)));
+            let (id, due) = match due {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::warn!(mount = %path, error = %e, "cannot check transit keys for rotation");
+                    continue;
+                }
+            };
+            for (name, version) in due {
+                let job = format!("{path}keys/{name}");
+                let rotation_id = uuid::Uuid::new_v4().to_string();
+                let versions = (u64::from(version), u64::from(version) + 1);
+                let rotated = self
+                    .audit_rotation(
+                        &rotation_id,
+                        &job,
+                        "auto_rotate_period",
+                        versions,
+                        "start",
+                        None,
+                    )
+                    .and_then(|()| self.transit.rotate_key(id, &name, now));
+                match rotated {
+                    Ok(to) => {
+                        let versions = (u64::from(version), u64::from(to));
+                        if let Err(e) = self.audit_rotation(
+                            &rotation_id,
+                            &job,
+                            "auto_rotate_period",
+                            versions,
+                            "ok",
+                            None,
+                        ) {
+                            tracing::warn!(key = %job, error = %e, "transit key rotated but the audit entry failed");
+                        }
+                        self.rotations_ok.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(key = %job, version = to, "transit key rotated on schedule");
+                    }
+                    Err(e) => {
+                        self.rotations_failed.fetch_add(1, Ordering::Relaxed);
+                        let message = e.messages.join("; ");
+                        let _ = self.audit_rotation(
+                            &rotation_id,
+                            &job,
+                            "auto_rotate_period",
+                            versions,
+                            "failed",
+                            Some(&message),
+                        );
+                        tracing::warn!(key = %job, error = %e, "scheduled transit key rotation failed; it is retried");
+                    }
+                }
+            }
         }
     }
 

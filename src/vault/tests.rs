@@ -476,3 +476,45 @@ fn a_read_by_a_person_makes_the_key_due_when_asked() {
         .unwrap();
     assert!(status["last_reader"].is_string());
 }
+
+#[test]
+fn transit_keys_rotate_once_per_auto_rotate_period() {
+    let harness = Harness::new();
+    let latest = |name: &str| {
+        harness
+            .call(Operation::Read, &format!("transit/keys/{name}"), json!({}))
+            .unwrap()
+            .unwrap()["latest_version"]
+            .as_u64()
+            .unwrap()
+    };
+    harness
+        .call(
+            Operation::Write,
+            "transit/keys/scheduled",
+            json!({"auto_rotate_period": "1h"}),
+        )
+        .unwrap();
+    harness
+        .call(Operation::Write, "transit/keys/by-hand", json!({}))
+        .unwrap();
+    let too_short = harness.call(
+        Operation::Write,
+        "transit/keys/scheduled/config",
+        json!({"auto_rotate_period": "59m"}),
+    );
+    assert_eq!(too_short.unwrap_err().status, 400);
+
+    // Made now, so long past due at the simulated times.
+    harness.vault.rotation_tick(at(0.0));
+    assert_eq!(latest("scheduled"), 2);
+    assert_eq!(latest("by-hand"), 1, "a key without a period rotated");
+    for seconds in [0.5, 61.0, 3_599.0] {
+        harness.vault.rotation_tick(at(seconds));
+        assert_eq!(latest("scheduled"), 2, "rotated again at {seconds} s");
+    }
+    harness.vault.rotation_tick(at(3_661.0));
+    assert_eq!(latest("scheduled"), 3);
+    harness.vault.rotation_tick(at(3_722.0));
+    assert_eq!(latest("scheduled"), 3);
+}
