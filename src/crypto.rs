@@ -10,7 +10,8 @@ mod digest;
 pub mod shamir;
 
 pub use aead::{
-    Algorithm, KEY_LEN, NONCE_LEN, OVERHEAD, SecretKey, TAG_LEN, open, seal, seal_into,
+    Algorithm, KEY_LEN, NONCE_LEN, OVERHEAD, SecretKey, TAG_LEN, XNONCE_LEN, open, seal, seal_into,
+    xchacha_open, xchacha_seal,
 };
 pub use digest::{fill_random, hkdf_sha256, hmac_sha256, sha256};
 

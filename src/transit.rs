@@ -37,6 +37,9 @@ pub enum KeyType {
     /// ChaCha20-Poly1305.
     #[serde(rename = "chacha20-poly1305")]
     ChaCha20Poly1305,
+    /// XChaCha20-Poly1305, with 192-bit nonces.
+    #[serde(rename = "xchacha20-poly1305")]
+    XChaCha20Poly1305,
     /// Ed25519 signatures.
     #[serde(rename = "ed25519")]
     Ed25519,
@@ -53,12 +56,13 @@ impl KeyType {
         Ok(match name {
             "aes256-gcm96" => KeyType::Aes256Gcm96,
             "chacha20-poly1305" => KeyType::ChaCha20Poly1305,
+            "xchacha20-poly1305" => KeyType::XChaCha20Poly1305,
             "ed25519" => KeyType::Ed25519,
             "ecdsa-p256" => KeyType::EcdsaP256,
             "hmac" => KeyType::Hmac,
             other => {
                 return Err(ApiError::bad_request(format!(
-                    "unknown key type {other:?}: vaultd supports aes256-gcm96, chacha20-poly1305, ed25519, ecdsa-p256 and hmac"
+                    "unknown key type {other:?}: vaultd supports aes256-gcm96, chacha20-poly1305, xchacha20-poly1305, ed25519, ecdsa-p256 and hmac"
                 )));
             }
         })
@@ -68,16 +72,18 @@ impl KeyType {
         match self {
             KeyType::Aes256Gcm96 => "aes256-gcm96",
             KeyType::ChaCha20Poly1305 => "chacha20-poly1305",
+            KeyType::XChaCha20Poly1305 => "xchacha20-poly1305",
             KeyType::Ed25519 => "ed25519",
             KeyType::EcdsaP256 => "ecdsa-p256",
             KeyType::Hmac => "hmac",
         }
     }
 
-    fn aead(self) -> Option<Algorithm> {
+    fn aead(self) -> Option<Cipher> {
         match self {
-            KeyType::Aes256Gcm96 => Some(Algorithm::Aes256Gcm),
-            KeyType::ChaCha20Poly1305 => Some(Algorithm::ChaCha20Poly1305),
+            KeyType::Aes256Gcm96 => Some(Cipher::Nonce96(Algorithm::Aes256Gcm)),
+            KeyType::ChaCha20Poly1305 => Some(Cipher::Nonce96(Algorithm::ChaCha20Poly1305)),
+            KeyType::XChaCha20Poly1305 => Some(Cipher::XChaCha),
             _ => None,
         }
     }
@@ -92,6 +98,40 @@ impl KeyType {
 
     fn signs(self) -> bool {
         matches!(self, KeyType::Ed25519 | KeyType::EcdsaP256)
+    }
+}
+
+/// The AEAD of an encryption key: `nonce ‖ ciphertext ‖ tag`, with a 12-byte nonce or, for
+/// XChaCha20-Poly1305, a 24-byte one, as Vault lays them out.
+#[derive(Clone, Copy)]
+enum Cipher {
+    Nonce96(Algorithm),
+    XChaCha,
+}
+
+impl Cipher {
+    fn seal(
+        self,
+        key: &SecretKey,
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, crypto::CryptoError> {
+        match self {
+            Cipher::Nonce96(algorithm) => crypto::seal(algorithm, key, aad, plaintext),
+            Cipher::XChaCha => crypto::xchacha_seal(key, aad, plaintext),
+        }
+    }
+
+    fn open(
+        self,
+        key: &SecretKey,
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, crypto::CryptoError> {
+        match self {
+            Cipher::Nonce96(algorithm) => crypto::open(algorithm, key, aad, sealed),
+            Cipher::XChaCha => crypto::xchacha_open(key, aad, sealed),
+        }
     }
 }
 
@@ -134,7 +174,10 @@ impl KeyVersion {
             Ok(BASE64.encode(bytes.as_ref()))
         };
         let (key, public_key) = match key_type {
-            KeyType::Aes256Gcm96 | KeyType::ChaCha20Poly1305 | KeyType::Hmac => (random32()?, None),
+            KeyType::Aes256Gcm96
+            | KeyType::ChaCha20Poly1305
+            | KeyType::XChaCha20Poly1305
+            | KeyType::Hmac => (random32()?, None),
             KeyType::Ed25519 => {
                 let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
                     .map_err(|_| ApiError::internal("cannot make an ed25519 key"))?;
@@ -748,7 +791,7 @@ impl TransitEngine {
             self.counters.count(mount, name, version, 1)?;
             let key = self.encryption_key(mount, &policy, version, fields.string("context")?.as_deref())?;
             let aad = decode_optional(fields.string("associated_data")?, "associated_data")?;
-            let sealed = crypto::seal(algorithm, &key, &aad, &plaintext).map_err(|e| ApiError::internal(e.to_string()))?;
+            let sealed = algorithm.seal(&key, &aad, &plaintext).map_err(|e| ApiError::internal(e.to_string()))?;
             Ok(json!({"ciphertext": format!("vault:v{version}:{}", BASE64.encode(sealed)), "key_version": version}))
         })
     }
@@ -784,7 +827,8 @@ impl TransitEngine {
                     fields.string("context")?.as_deref(),
                 )?;
                 let aad = decode_optional(fields.string("associated_data")?, "associated_data")?;
-                let plaintext = crypto::open(algorithm, &key, &aad, &sealed)
+                let plaintext = algorithm
+                    .open(&key, &aad, &sealed)
                     .map_err(|_| ApiError::bad_request("cipher: message authentication failed"))?;
                 Ok(json!({"plaintext": BASE64.encode(&*plaintext)}))
             },
@@ -812,11 +856,11 @@ impl TransitEngine {
             let context = fields.string("context")?;
             let aad = decode_optional(fields.string("associated_data")?, "associated_data")?;
             let old_key = self.encryption_key(mount, &policy, version, context.as_deref())?;
-            let plaintext = crypto::open(algorithm, &old_key, &aad, &sealed).map_err(|_| ApiError::bad_request("cipher: message authentication failed"))?;
+            let plaintext = algorithm.open(&old_key, &aad, &sealed).map_err(|_| ApiError::bad_request("cipher: message authentication failed"))?;
                         let target = encryption_version(&policy, fields.u64("key_version")?)?;
             self.counters.count(mount, name, target, 1)?;
             let new_key = self.encryption_key(mount, &policy, target, context.as_deref())?;
-            let resealed = crypto::seal(algorithm, &new_key, &aad, &plaintext).map_err(|e| ApiError::internal(e.to_string()))?;
+            let resealed = algorithm.seal(&new_key, &aad, &plaintext).map_err(|e| ApiError::internal(e.to_string()))?;
             Ok(json!({"ciphertext": format!("vault:v{target}:{}", BASE64.encode(resealed)), "key_version": target}))
         })
     }
@@ -858,7 +902,8 @@ impl TransitEngine {
             policy.latest_version,
             fields.string("context")?.as_deref(),
         )?;
-        let sealed = crypto::seal(algorithm, &key, b"", &data_key)
+        let sealed = algorithm
+            .seal(&key, b"", &data_key)
             .map_err(|e| ApiError::internal(e.to_string()))?;
         let _ = fields.string("nonce")?;
         let mut data = json!({"ciphertext": format!("vault:v{}:{}", policy.latest_version, BASE64.encode(sealed)), "key_version": policy.latest_version});

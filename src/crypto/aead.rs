@@ -10,7 +10,7 @@ use std::str::FromStr;
 
 use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::{AeadInOut, KeyInit, Tag};
-use chacha20poly1305::ChaCha20Poly1305;
+use chacha20poly1305::{ChaCha20Poly1305, XChaCha20Poly1305};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use super::{CryptoError, fill_random};
@@ -23,6 +23,8 @@ pub const NONCE_LEN: usize = 12;
 pub const TAG_LEN: usize = 16;
 /// Bytes a sealed message adds to its plaintext.
 pub const OVERHEAD: usize = NONCE_LEN + TAG_LEN;
+/// Length in bytes of an XChaCha20-Poly1305 nonce.
+pub const XNONCE_LEN: usize = 24;
 
 /// An AEAD algorithm, identified on disk by one byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -161,6 +163,43 @@ pub fn open(
     open_detached(algorithm, key, &nonce_bytes, aad, ciphertext, tag)
 }
 
+/// Seals with XChaCha20-Poly1305, whose 192-bit random nonces cannot collide in practice:
+/// `nonce (24 bytes) ‖ ciphertext ‖ tag`. Only transit keys of that type use it; stored
+/// records keep to [`Algorithm`].
+pub fn xchacha_seal(key: &SecretKey, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    let mut nonce = [0u8; XNONCE_LEN];
+    fill_random(&mut nonce)?;
+    let mut out = Vec::with_capacity(XNONCE_LEN + plaintext.len() + TAG_LEN);
+    seal_generic(
+        &XChaCha20Poly1305::new(key.expose().into()),
+        &nonce,
+        aad,
+        plaintext,
+        &mut out,
+    )?;
+    Ok(out)
+}
+
+/// Opens a message made by [`xchacha_seal`].
+pub fn xchacha_open(
+    key: &SecretKey,
+    aad: &[u8],
+    sealed: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    if sealed.len() < XNONCE_LEN + TAG_LEN {
+        return Err(CryptoError::Truncated(sealed.len()));
+    }
+    let (nonce, rest) = sealed.split_at(XNONCE_LEN);
+    let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
+    open_generic(
+        &XChaCha20Poly1305::new(key.expose().into()),
+        nonce,
+        aad,
+        ciphertext,
+        tag,
+    )
+}
+
 /// Seals with a caller-chosen nonce. Only known-answer tests may choose nonces: reusing a nonce
 /// under one key destroys both confidentiality and integrity.
 pub(crate) fn seal_with_nonce(
@@ -218,7 +257,7 @@ pub(crate) fn open_detached(
 
 fn seal_generic<A: AeadInOut>(
     cipher: &A,
-    nonce: &[u8; NONCE_LEN],
+    nonce: &[u8],
     aad: &[u8],
     plaintext: &[u8],
     out: &mut Vec<u8>,
@@ -226,7 +265,7 @@ fn seal_generic<A: AeadInOut>(
     let start = out.len();
     out.extend_from_slice(nonce);
     out.extend_from_slice(plaintext);
-    let body = &mut out[start + NONCE_LEN..];
+    let body = &mut out[start + nonce.len()..];
     let Ok(nonce) = nonce[..].try_into() else {
         return Err(CryptoError::TooLong);
     };
@@ -246,7 +285,7 @@ fn seal_generic<A: AeadInOut>(
 
 fn open_generic<A: AeadInOut>(
     cipher: &A,
-    nonce: &[u8; NONCE_LEN],
+    nonce: &[u8],
     aad: &[u8],
     ciphertext: &[u8],
     tag: &[u8],
@@ -280,6 +319,21 @@ mod tests {
         }
         assert_eq!(Algorithm::from_id(0), None);
         assert!("aes128-gcm96".parse::<Algorithm>().is_err());
+    }
+
+    #[test]
+    fn xchacha_round_trip_and_refusals() {
+        let key = SecretKey::generate().unwrap();
+        let sealed = xchacha_seal(&key, b"aad", b"message").unwrap();
+        assert_eq!(sealed.len(), XNONCE_LEN + 7 + TAG_LEN);
+        assert_eq!(&*xchacha_open(&key, b"aad", &sealed).unwrap(), b"message");
+        let other = SecretKey::generate().unwrap();
+        assert!(xchacha_open(&other, b"aad", &sealed).is_err());
+        assert!(xchacha_open(&key, b"aaD", &sealed).is_err());
+        let mut tampered = sealed.clone();
+        tampered[XNONCE_LEN] ^= 1;
+        assert!(xchacha_open(&key, b"aad", &tampered).is_err());
+        assert!(xchacha_open(&key, b"aad", &sealed[..XNONCE_LEN + TAG_LEN - 1]).is_err());
     }
 
     #[test]
