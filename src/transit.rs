@@ -152,7 +152,7 @@ struct KeyPolicy {
     derived: bool,
 }
 
-/// One version's key material. No `Debug`; the strings are base64.
+/// One version's key material. No `Debug`; the strings are base64, zeroized on drop.
 #[derive(Serialize, Deserialize)]
 struct KeyVersion {
     /// Symmetric key, or PKCS#8 private key for signing types.
@@ -163,6 +163,14 @@ struct KeyVersion {
     public_key: Option<String>,
     /// Unix seconds.
     created: u64,
+}
+
+impl Drop for KeyVersion {
+    fn drop(&mut self) {
+        use zeroize::Zeroize as _;
+        self.key.zeroize();
+        self.hmac_key.zeroize();
+    }
 }
 
 impl KeyVersion {
@@ -230,16 +238,73 @@ fn p256_public_pem(point: &[u8]) -> String {
     let mut der =
         hex::decode("3059301306072a8648ce3d020106082a8648ce3d030107034200").unwrap_or_default();
     der.extend_from_slice(point);
-    let body = BASE64.encode(&der);
-    let lines: Vec<&str> = body
-        .as_bytes()
-        .chunks(64)
-        .map(|c| std::str::from_utf8(c).unwrap_or_default())
-        .collect();
-    format!(
-        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
-        lines.join("\n")
-    )
+    pem("PUBLIC KEY", &der).to_string()
+}
+
+/// `der` as PEM with 64-character lines and a final newline, as Go's encoder writes it.
+fn pem(label: &str, der: &[u8]) -> Zeroizing<String> {
+    let body = Zeroizing::new(BASE64.encode(der));
+    let mut out = Zeroizing::new(format!("-----BEGIN {label}-----\n"));
+    for line in body.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+/// The private key of a signing version in the form Vault exports it: for ed25519 the
+/// 64-byte `seed ‖ public key`, base64; for P-256 a SEC 1 `EC PRIVATE KEY` PEM with the
+/// named curve and public key, as Go's `x509.MarshalECPrivateKey` writes it. The input is the
+/// PKCS#8 document ring made, whose layout is fixed for each curve.
+fn exported_signing_key(key_type: KeyType, pkcs8: &[u8]) -> Result<Zeroizing<String>, ApiError> {
+    let layout = || ApiError::internal("stored signing key has an unexpected layout");
+    match key_type {
+        KeyType::Ed25519 => {
+            const PREFIX: &str = "3051020101300506032b657004220420";
+            const PUBLIC: &str = "812100";
+            let prefix = hex::decode(PREFIX).map_err(|_| layout())?;
+            let public = hex::decode(PUBLIC).map_err(|_| layout())?;
+            if pkcs8.len() != prefix.len() + 32 + public.len() + 32
+                || !pkcs8.starts_with(&prefix)
+                || pkcs8[prefix.len() + 32..prefix.len() + 32 + public.len()] != public[..]
+            {
+                return Err(layout());
+            }
+            let mut raw = Zeroizing::new(Vec::with_capacity(64));
+            raw.extend_from_slice(&pkcs8[prefix.len()..prefix.len() + 32]);
+            raw.extend_from_slice(&pkcs8[pkcs8.len() - 32..]);
+            Ok(Zeroizing::new(BASE64.encode(&*raw)))
+        }
+        KeyType::EcdsaP256 => {
+            const PREFIX: &str =
+                "308187020100301306072a8648ce3d020106082a8648ce3d030107046d306b0201010420";
+            const PUBLIC: &str = "a144034200";
+            let prefix = hex::decode(PREFIX).map_err(|_| layout())?;
+            let public = hex::decode(PUBLIC).map_err(|_| layout())?;
+            if pkcs8.len() != prefix.len() + 32 + public.len() + 65
+                || !pkcs8.starts_with(&prefix)
+                || pkcs8[prefix.len() + 32..prefix.len() + 32 + public.len()] != public[..]
+            {
+                return Err(layout());
+            }
+            let scalar = &pkcs8[prefix.len()..prefix.len() + 32];
+            let point = &pkcs8[pkcs8.len() - 65..];
+            // SEQUENCE { 1, OCTET STRING d, [0] prime256v1, [1] BIT STRING point }
+            let mut der = Zeroizing::new(hex::decode("30770201010420").map_err(|_| layout())?);
+            der.extend_from_slice(scalar);
+            der.extend_from_slice(
+                &hex::decode("a00a06082a8648ce3d030107a144034200").map_err(|_| layout())?,
+            );
+            der.extend_from_slice(point);
+            let text = pem("EC PRIVATE KEY", &der);
+            Ok(Zeroizing::new(text.trim_end().to_string()))
+        }
+        other => Err(ApiError::bad_request(format!(
+            "signing key not supported for key type {}",
+            other.name()
+        ))),
+    }
 }
 
 pub use counter::MAX_ENCRYPTIONS;
@@ -302,6 +367,10 @@ impl TransitEngine {
             (["hmac", name, algorithm], Operation::Write) => {
                 self.hmac(id, name, request, Some(algorithm))
             }
+            (["export", kind, name], Operation::Read) => self.export(id, kind, name, None),
+            (["export", kind, name, version], Operation::Read) => {
+                self.export(id, kind, name, Some(version))
+            }
             (["sign", name], Operation::Write) => self.sign(id, name, request),
             (["sign", name, _algorithm], Operation::Write) => self.sign(id, name, request),
             (["verify", name], Operation::Write) => self.verify(id, name, request, None),
@@ -311,7 +380,7 @@ impl TransitEngine {
             ([first, ..], _)
                 if [
                     "keys", "encrypt", "decrypt", "rewrap", "datakey", "random", "hash", "hmac",
-                    "sign", "verify",
+                    "sign", "verify", "export",
                 ]
                 .contains(first) =>
             {
@@ -964,6 +1033,76 @@ impl TransitEngine {
         }
     }
 
+    /// `export/:kind/:name(/:version)`: key material of an exportable key, as Vault gives it.
+    fn export(
+        &self,
+        mount: MountId,
+        kind: &str,
+        name: &str,
+        version: Option<&&str>,
+    ) -> Result<Response, ApiError> {
+        let (policy, _) = self.existing(mount, name)?;
+        if !["encryption-key", "signing-key", "hmac-key"].contains(&kind) {
+            return Err(ApiError::bad_request(format!(
+                "invalid export type {kind:?}: vaultd exports encryption-key, signing-key and hmac-key"
+            )));
+        }
+        if !policy.exportable {
+            return Err(ApiError::bad_request(
+                "private key material is not exportable",
+            ));
+        }
+        if kind == "encryption-key" && policy.key_type.aead().is_none() {
+            return Err(ApiError::bad_request(
+                "encryption key not supported for key type",
+            ));
+        }
+        if kind == "signing-key" && !policy.key_type.signs() {
+            return Err(ApiError::bad_request(
+                "signing key not supported for key type",
+            ));
+        }
+        let first = policy
+            .min_available_version
+            .max(policy.min_decryption_version)
+            .max(1);
+        let versions = match version.copied() {
+            None => first..=policy.latest_version,
+            Some("latest") => policy.latest_version..=policy.latest_version,
+            Some(text) => {
+                let v: u32 = text
+                    .parse()
+                    .map_err(|_| ApiError::bad_request("version must be a number or latest"))?;
+                if v < first {
+                    return Err(ApiError::bad_request(
+                        "version for export is below minimum decryption version",
+                    ));
+                }
+                if v > policy.latest_version {
+                    return Err(ApiError::bad_request(
+                        "version does not exist or cannot be found",
+                    ));
+                }
+                v..=v
+            }
+        };
+        let mut keys = Map::new();
+        for v in versions {
+            let material = self.version(mount, name, v)?;
+            let value = match kind {
+                "encryption-key" => material.key.clone(),
+                "hmac-key" => material.hmac_key.clone(),
+                _ => exported_signing_key(policy.key_type, &material.key_bytes()?)?.to_string(),
+            };
+            keys.insert(v.to_string(), Value::String(value));
+        }
+        Ok(Response::data(json!({
+            "name": policy.name,
+            "type": policy.key_type.name(),
+            "keys": keys,
+        })))
+    }
+
     fn sign(&self, mount: MountId, name: &str, request: &Request) -> Result<Response, ApiError> {
         let (policy, _) = self.existing(mount, name)?;
         let mut fields = keyed_fields(request);
@@ -1452,4 +1591,35 @@ fn version_id(mount: MountId, name: &str, version: u32) -> Result<RecordId, ApiE
         format!("version/{name}"),
         u64::from(version),
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signing_keys_export_as_vault_lays_them_out() {
+        let ed = KeyVersion::generate(KeyType::Ed25519, SystemTime::now()).unwrap();
+        let raw = BASE64
+            .decode(
+                exported_signing_key(KeyType::Ed25519, &ed.key_bytes().unwrap())
+                    .unwrap()
+                    .as_bytes(),
+            )
+            .unwrap();
+        assert_eq!(raw.len(), 64);
+        assert_eq!(BASE64.encode(&raw[32..]), ed.public_key.clone().unwrap());
+
+        let ec = KeyVersion::generate(KeyType::EcdsaP256, SystemTime::now()).unwrap();
+        let pem = exported_signing_key(KeyType::EcdsaP256, &ec.key_bytes().unwrap()).unwrap();
+        assert!(
+            pem.starts_with("-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEI"),
+            "{}",
+            pem.len()
+        );
+        assert!(pem.ends_with("-----END EC PRIVATE KEY-----"));
+
+        assert!(exported_signing_key(KeyType::Ed25519, b"not pkcs8").is_err());
+        assert!(exported_signing_key(KeyType::Hmac, &[]).is_err());
+    }
 }

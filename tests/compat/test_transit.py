@@ -696,3 +696,89 @@ def test_sign_refused_for_encryption_keys(dev_vault: RunningVault, unique: str):
     create_key(client, unique, "aes256-gcm96")
     with pytest.raises(hvac.exceptions.InvalidRequest):
         transit(client).sign_data(name=unique, hash_input=b64(b"x"))
+
+
+# --- export ------------------------------------------------------------------------------
+
+
+def test_export_needs_exportable(dev_vault: RunningVault, unique: str):
+    client = dev_vault.client()
+    create_key(client, unique, "aes256-gcm96")
+    with pytest.raises(hvac.exceptions.InvalidRequest, match="not exportable"):
+        transit(client).export_key(name=unique, key_type="encryption-key")
+
+
+@pytest.mark.parametrize("key_type", ["aes256-gcm96", "chacha20-poly1305"])
+def test_exported_encryption_key_opens_the_ciphertext(
+    dev_vault: RunningVault, unique: str, key_type: str
+):
+    # The exported key and the ciphertext layout are exactly Vault's: an independent AEAD
+    # opens what vaultd sealed.
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+
+    client = dev_vault.client()
+    create_key(client, unique, key_type, exportable=True)
+    transit(client).rotate_key(name=unique)
+    sealed = encrypt(client, unique, b"carried over", associated_data=b64(b"ctx"))["ciphertext"]
+    exported = data_of(transit(client).export_key(name=unique, key_type="encryption-key"))
+    assert exported["name"] == unique and exported["type"] == key_type
+    assert sorted(exported["keys"]) == ["1", "2"]
+    version, body = versioned(sealed)
+    assert version == 2
+    key = unb64(exported["keys"]["2"])
+    assert len(key) == 32
+    aead = AESGCM(key) if key_type == "aes256-gcm96" else ChaCha20Poly1305(key)
+    assert aead.decrypt(body[:NONCE_LEN], body[NONCE_LEN:], b"ctx") == b"carried over"
+
+    one = data_of(transit(client).export_key(name=unique, key_type="encryption-key", version="1"))
+    assert list(one["keys"]) == ["1"] and one["keys"]["1"] == exported["keys"]["1"]
+    latest = data_of(transit(client).export_key(name=unique, key_type="encryption-key", version="latest"))
+    assert list(latest["keys"]) == ["2"]
+    with pytest.raises(hvac.exceptions.InvalidRequest):
+        transit(client).export_key(name=unique, key_type="signing-key")
+
+
+def test_exported_hmac_key_computes_the_same_hmac(dev_vault: RunningVault, unique: str):
+    import hmac as std_hmac
+    import hashlib
+
+    client = dev_vault.client()
+    create_key(client, unique, "aes256-gcm96", exportable=True)
+    mac = transit(client).generate_hmac(name=unique, hash_input=b64(b"message"))["data"]["hmac"]
+    key = unb64(data_of(transit(client).export_key(name=unique, key_type="hmac-key"))["keys"]["1"])
+    expected = std_hmac.new(key, b"message", hashlib.sha256).digest()
+    assert versioned(mac) == (1, expected)
+
+
+def test_exported_ed25519_key_is_seed_and_public_key(dev_vault: RunningVault, unique: str):
+    client = dev_vault.client()
+    create_key(client, unique, "ed25519", exportable=True)
+    raw = unb64(data_of(transit(client).export_key(name=unique, key_type="signing-key"))["keys"]["1"])
+    assert len(raw) == 64
+    private = ed25519.Ed25519PrivateKey.from_private_bytes(raw[:32])
+    public = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    assert public == raw[32:]
+    assert b64(public) == data_of(transit(client).read_key(name=unique))["keys"]["1"]["public_key"]
+    # A signature made with the exported key verifies in the vault.
+    signature = "vault:v1:" + b64(private.sign(b"outside"))
+    verified = transit(client).verify_signed_data(name=unique, hash_input=b64(b"outside"), signature=signature)
+    assert verified["data"]["valid"] is True
+
+
+def test_exported_ecdsa_key_is_a_sec1_pem(dev_vault: RunningVault, unique: str):
+    client = dev_vault.client()
+    create_key(client, unique, "ecdsa-p256", exportable=True)
+    text = data_of(transit(client).export_key(name=unique, key_type="signing-key"))["keys"]["1"]
+    assert text.startswith("-----BEGIN EC PRIVATE KEY-----\n")
+    assert text.endswith("\n-----END EC PRIVATE KEY-----")
+    private = serialization.load_pem_private_key(text.encode(), password=None)
+    assert isinstance(private, ec.EllipticCurvePrivateKey)
+    assert private.curve.name == "secp256r1"
+    # Byte for byte what Go's x509.MarshalECPrivateKey writes for this key.
+    assert text == private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    ).decode().strip()
+    pem = data_of(transit(client).read_key(name=unique))["keys"]["1"]["public_key"]
+    assert private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode() == pem
