@@ -25,7 +25,17 @@ struct Target {
     ca: PathBuf,
     token: String,
     pid: Option<u32>,
-    _daemon: Option<(Child, tempfile::TempDir)>,
+    daemon: Option<(Child, tempfile::TempDir)>,
+}
+
+impl Drop for Target {
+    /// Stops the daemon the bench started, so no run leaves one behind.
+    fn drop(&mut self) {
+        if let Some((child, _)) = &mut self.daemon {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 fn main() {
@@ -39,7 +49,7 @@ fn main() {
             ca: std::env::var("BENCH_CACERT").expect("BENCH_CACERT").into(),
             token: std::env::var("BENCH_TOKEN").expect("BENCH_TOKEN"),
             pid: std::env::var("BENCH_PID").ok().and_then(|p| p.parse().ok()),
-            _daemon: None,
+            daemon: None,
         },
         Err(_) => start_vaultd(),
     };
@@ -133,7 +143,7 @@ level = "warn,vaultd=info"
         ca: paths.ca_cert,
         token,
         pid: Some(child.id()),
-        _daemon: Some((child, dir)),
+        daemon: Some((child, dir)),
     }
 }
 
