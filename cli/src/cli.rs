@@ -164,6 +164,12 @@ pub enum Command {
     #[command(subcommand)]
     Rotation(RotationCommand),
 
+    /// Encrypt, decrypt, sign and verify with transit keys.
+    ///
+    /// The keys never leave the vault. Plaintext and input to sign are read as they are, from
+    /// standard input or a file, never from the command line.
+    Transit(Transit),
+
     /// Create, look up and revoke tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -305,6 +311,129 @@ pub enum RotationCommand {
         /// The secret's path.
         path: String,
     },
+}
+
+/// `transit` subcommands, and the mount they use.
+#[derive(Args)]
+pub struct Transit {
+    /// The transit mount's path.
+    #[arg(long, global = true, value_name = "PATH", default_value = "transit")]
+    pub mount: String,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: TransitCommand,
+}
+
+/// `transit` subcommands. Plaintext and input to sign are read as they are, a final newline
+/// included, from standard input or a file: never from the command line.
+#[derive(Subcommand)]
+pub enum TransitCommand {
+    /// Create a key; an existing key is left as it is.
+    #[command(
+        after_help = "Examples:\n  vaultctl transit create orders\n  vaultctl transit create releases --type ed25519\n  vaultctl transit create tenants --derived      (each --context gets a key of its own)"
+    )]
+    Create {
+        /// The key's name.
+        name: String,
+        /// The key's type: an AEAD to encrypt with, ed25519 or ecdsa-p256 to sign with, or hmac.
+        #[arg(long = "type", value_enum, default_value_t = TransitKeyType::Aes256Gcm96)]
+        key_type: TransitKeyType,
+        /// Derive a key per --context (encryption keys only).
+        #[arg(long)]
+        derived: bool,
+    },
+    /// Encrypt standard input or a file; prints the ciphertext (vault:vN:…).
+    #[command(
+        after_help = "Examples:\n  vaultctl transit encrypt orders < card.txt\n  vaultctl transit encrypt orders --plaintext-file card.txt\n  vaultctl transit encrypt tenants --context tenant-42 < value.txt"
+    )]
+    Encrypt {
+        /// The key's name.
+        name: String,
+        /// Read the plaintext from this file instead of standard input.
+        #[arg(long, value_name = "FILE")]
+        plaintext_file: Option<PathBuf>,
+        /// The context of a derived key (text; sent base64-encoded).
+        #[arg(long, value_name = "TEXT")]
+        context: Option<String>,
+    },
+    /// Decrypt a ciphertext; writes the plaintext as it is (--format json: base64).
+    #[command(
+        after_help = "Examples:\n  vaultctl transit decrypt orders vault:v1:8SDd3WHDOjf7mq69…  > card.txt\n  vaultctl transit encrypt orders < card.txt | vaultctl transit decrypt orders"
+    )]
+    Decrypt {
+        /// The key's name.
+        name: String,
+        /// The ciphertext; read from standard input when not given.
+        ciphertext: Option<String>,
+        /// The context the ciphertext was made with.
+        #[arg(long, value_name = "TEXT")]
+        context: Option<String>,
+    },
+    /// Re-encrypt a ciphertext with the key's latest version, without showing the plaintext.
+    #[command(after_help = "Example: vaultctl transit rewrap orders vault:v1:8SDd3WHDOjf7mq69…")]
+    Rewrap {
+        /// The key's name.
+        name: String,
+        /// The ciphertext.
+        ciphertext: String,
+        /// The context the ciphertext was made with.
+        #[arg(long, value_name = "TEXT")]
+        context: Option<String>,
+    },
+    /// Add a key version that new encryptions and signatures use; prints its number.
+    #[command(after_help = "Example: vaultctl transit rotate orders")]
+    Rotate {
+        /// The key's name.
+        name: String,
+    },
+    /// Sign standard input or a file; prints the signature (vault:vN:…).
+    #[command(
+        after_help = "Example: vaultctl transit sign releases --input-file release.tar.gz > release.sig"
+    )]
+    Sign {
+        /// The key's name.
+        name: String,
+        /// Read the input from this file instead of standard input.
+        #[arg(long, value_name = "FILE")]
+        input_file: Option<PathBuf>,
+    },
+    /// Check a signature of standard input or a file; prints valid or invalid.
+    #[command(
+        after_help = "Example: vaultctl transit verify releases \"$(cat release.sig)\" --input-file release.tar.gz\n\nExit code 1 means the signature is invalid, or the check failed."
+    )]
+    Verify {
+        /// The key's name.
+        name: String,
+        /// The signature (vault:vN:…).
+        signature: String,
+        /// Read the input from this file instead of standard input.
+        #[arg(long, value_name = "FILE")]
+        input_file: Option<PathBuf>,
+    },
+}
+
+/// Transit key types, named as the API names them.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TransitKeyType {
+    /// AES-256-GCM with 96-bit nonces.
+    #[value(name = "aes256-gcm96")]
+    Aes256Gcm96,
+    /// ChaCha20-Poly1305.
+    #[value(name = "chacha20-poly1305")]
+    Chacha20Poly1305,
+    /// XChaCha20-Poly1305, with 192-bit nonces.
+    #[value(name = "xchacha20-poly1305")]
+    Xchacha20Poly1305,
+    /// Ed25519 signatures.
+    #[value(name = "ed25519")]
+    Ed25519,
+    /// ECDSA signatures on P-256 with SHA-256.
+    #[value(name = "ecdsa-p256")]
+    EcdsaP256,
+    /// HMAC.
+    #[value(name = "hmac")]
+    Hmac,
 }
 
 /// `token` subcommands.

@@ -1,7 +1,9 @@
 //! Reading secret values: from a prompt without echo, standard input (`-`) or a file
-//! (`@path`), and only from the command line when the user typed `key=value`.
+//! (`@path`), and only from the command line when the user typed `key=value`. Transit input
+//! is read as raw bytes, from standard input or a file only.
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Map, Value};
@@ -75,6 +77,32 @@ pub fn secret(stdin: Option<&str>, label: &str) -> Result<Zeroizing<String>> {
     }
 }
 
+/// Bytes read as they are, a final newline included: from `file`, or from standard input when
+/// there is none. `otherwise` says how else to give them, for when standard input is a
+/// terminal.
+pub fn bytes(file: Option<&Path>, what: &str, otherwise: &str) -> Result<Zeroizing<Vec<u8>>> {
+    match file {
+        Some(path) => std::fs::read(path)
+            .map(Zeroizing::new)
+            .with_context(|| format!("cannot read {}", path.display())),
+        None => stdin_bytes(what, otherwise),
+    }
+}
+
+/// Reads standard input to its end, as it is. A terminal is refused: what is typed there is
+/// echoed, and nothing marks where it ends.
+pub fn stdin_bytes(what: &str, otherwise: &str) -> Result<Zeroizing<Vec<u8>>> {
+    let mut stdin = std::io::stdin().lock();
+    if stdin.is_terminal() {
+        bail!("no {what}: standard input is a terminal; pipe the {what} in, or {otherwise}");
+    }
+    let mut bytes = Zeroizing::new(Vec::new());
+    stdin
+        .read_to_end(&mut bytes)
+        .context("cannot read standard input")?;
+    Ok(bytes)
+}
+
 fn trim_newline(mut text: String) -> String {
     if text.ends_with('\n') {
         text.pop();
@@ -106,5 +134,15 @@ mod tests {
         assert!(fields(&["=x".into()]).is_err());
         assert!(fields(&["a=1".into(), "a=2".into()]).is_err());
         assert!(fields(&["a=@/nonexistent/file".into()]).is_err());
+    }
+
+    #[test]
+    fn bytes_from_a_file_are_kept_as_they_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plaintext.bin");
+        std::fs::write(&file, b"\x00\xff line\r\n").unwrap();
+        let read = bytes(Some(&file), "plaintext", "give --plaintext-file FILE").unwrap();
+        assert_eq!(read.as_slice(), b"\x00\xff line\r\n");
+        assert!(bytes(Some(&dir.path().join("missing")), "plaintext", "").is_err());
     }
 }

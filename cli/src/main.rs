@@ -5,6 +5,7 @@
 mod cli;
 mod input;
 mod output;
+mod transit;
 
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
@@ -60,6 +61,16 @@ fn hint(error: &anyhow::Error) -> Option<String> {
             ClientError::Api { status: 403, path, .. } => Some(format!(
                 "your token is missing, expired or revoked, or no policy of it grants this on {path}: log in again with `vaultctl login`, or ask for a policy"
             )),
+            ClientError::Api { status: 400, messages, .. }
+                if messages.iter().any(|m| m.contains("message authentication failed")) =>
+            {
+                Some("the ciphertext was altered, or made by another key or with another --context".into())
+            }
+            ClientError::Api { status: 404, messages, .. }
+                if messages.iter().any(|m| m.starts_with("no handler for route")) =>
+            {
+                Some("name the transit mount with --mount if it is not transit/, and give a key name without /".into())
+            }
             _ => None,
         };
     }
@@ -423,6 +434,7 @@ fn api_command(client: &Client, command: Command) -> Result<(Output, ExitCode)> 
             }
             (Output::new(Value::Array(json_rows)).section("", rows), ok)
         }
+        Command::Transit(args) => transit::run(client, args)?,
         Command::Token(TokenCommand::Create {
             policies,
             ttl,

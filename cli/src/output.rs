@@ -5,6 +5,7 @@ use std::io::{self, Write};
 
 use anyhow::{Result, bail};
 use serde_json::Value;
+use zeroize::Zeroizing;
 
 use crate::cli::Format;
 
@@ -14,6 +15,7 @@ pub struct Output {
     json: Value,
     primary: Option<usize>,
     bare: bool,
+    raw: Option<Zeroizing<Vec<u8>>>,
 }
 
 impl Output {
@@ -24,6 +26,7 @@ impl Output {
             json,
             primary: None,
             bare: false,
+            raw: None,
         }
     }
 
@@ -43,6 +46,13 @@ impl Output {
     /// Prints the values alone in table format, without keys (one-value answers).
     pub fn bare(mut self) -> Self {
         self.bare = true;
+        self
+    }
+
+    /// Prints `bytes` as they are in table format, instead of the rows: a decrypted plaintext,
+    /// which may be binary. `--format json|env` and `--field` still print the rows.
+    pub fn raw(mut self, bytes: Zeroizing<Vec<u8>>) -> Self {
+        self.raw = Some(bytes);
         self
     }
 
@@ -76,6 +86,11 @@ impl Output {
                 bail!("no field {field:?} in the answer");
             };
             writeln!(out, "{}", text(value))?;
+            return Ok(());
+        }
+        if let (Format::Table, Some(raw)) = (format, &self.raw) {
+            out.write_all(raw)?;
+            out.flush()?;
             return Ok(());
         }
         match format {
