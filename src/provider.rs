@@ -96,8 +96,11 @@ pub fn fingerprint(key: &str) -> String {
     if chars.len() < 24 {
         return "…".into();
     }
-    let head: String = chars[..12].iter().collect();
-    let prefix_len = head.rfind('-').map_or(0, |i| i + 1);
+    // Positions in characters, not bytes: a key may hold multi-byte characters.
+    let prefix_len = chars[..12]
+        .iter()
+        .rposition(|&c| c == '-')
+        .map_or(0, |i| i + 1);
     let prefix: String = chars[..prefix_len].iter().collect();
     let tail: String = chars[chars.len() - 4..].iter().collect();
     format!("{prefix}…{tail}")
@@ -144,6 +147,15 @@ mod tests {
         );
         assert_eq!(fingerprint("short"), "…");
         assert_eq!(fingerprint("0123456789abcdef0123"), "…");
+        // Multi-byte characters count as one each: the prefix stops at the `-`.
+        assert_eq!(
+            fingerprint(&format!("{}-{}", "é".repeat(11), "x".repeat(12))),
+            format!("{}-…xxxx", "é".repeat(11))
+        );
+        assert_eq!(
+            fingerprint(&format!("{}{}", "😀".repeat(12), "-abcdefghijkl")),
+            "…ijkl"
+        );
         let fp = fingerprint("0123456789abcdef0123456789ABCDEF");
         assert_eq!(fp, "…CDEF");
     }

@@ -4,9 +4,9 @@
 //!
 //! A key's policy (type, versions, limits) is one record; each key version is a record of
 //! its own, so a key with many versions stays under the record limit. Both go through the
-//! barrier like every other record. Encryptions are counted per key version
-//! ([`counter`]), and a key whose latest version reaches the limit is rotated before it is
-//! used again.
+//! barrier like every other record. Encryptions are counted per key version (the `counter`
+//! module), and a key whose latest version reaches the limit is rotated before it is used
+//! again.
 
 mod counter;
 
@@ -821,6 +821,14 @@ impl TransitEngine {
                 // (aes256-gcm96 by default), derived if the request carries a context.
                 let mut data = Map::new();
                 if let Some(kind) = request.data.get("type") {
+                    // A key that could not encrypt is not created.
+                    if let Some(name) = kind.as_str()
+                        && KeyType::parse(name)?.aead().is_none()
+                    {
+                        return Err(ApiError::bad_request(format!(
+                            "key type {name} does not support encryption"
+                        )));
+                    }
                     data.insert("type".into(), kind.clone());
                 }
                 let first = match request.data.get("batch_input") {
@@ -856,8 +864,12 @@ impl TransitEngine {
             let mut fields = Fields::of(item);
             let plaintext = fields.string("plaintext")?.ok_or_else(|| ApiError::bad_request("missing plaintext to encrypt"))?;
             let plaintext = Zeroizing::new(BASE64.decode(plaintext.trim()).map_err(|_| ApiError::bad_request("plaintext is not base64"))?);
-            let version = encryption_version(&policy, fields.u64("key_version")?)?;
-            self.counters.count(mount, name, version, 1)?;
+                        let requested = fields.u64("key_version")?;
+            let version = encryption_version(&policy, requested)?;
+            if requested.is_some_and(|v| v != 0) {
+                // The latest version's uses were counted by `make_room`.
+                self.counters.count(mount, name, version, 1)?;
+            }
             let key = self.encryption_key(mount, &policy, version, fields.string("context")?.as_deref())?;
             let aad = decode_optional(fields.string("associated_data")?, "associated_data")?;
             let sealed = algorithm.seal(&key, &aad, &plaintext).map_err(|e| ApiError::internal(e.to_string()))?;
@@ -926,8 +938,11 @@ impl TransitEngine {
             let aad = decode_optional(fields.string("associated_data")?, "associated_data")?;
             let old_key = self.encryption_key(mount, &policy, version, context.as_deref())?;
             let plaintext = algorithm.open(&old_key, &aad, &sealed).map_err(|_| ApiError::bad_request("cipher: message authentication failed"))?;
-                        let target = encryption_version(&policy, fields.u64("key_version")?)?;
-            self.counters.count(mount, name, target, 1)?;
+                                    let requested = fields.u64("key_version")?;
+            let target = encryption_version(&policy, requested)?;
+            if requested.is_some_and(|v| v != 0) {
+                self.counters.count(mount, name, target, 1)?;
+            }
             let new_key = self.encryption_key(mount, &policy, target, context.as_deref())?;
             let resealed = algorithm.seal(&new_key, &aad, &plaintext).map_err(|e| ApiError::internal(e.to_string()))?;
             Ok(json!({"ciphertext": format!("vault:v{target}:{}", BASE64.encode(resealed)), "key_version": target}))
@@ -964,7 +979,6 @@ impl TransitEngine {
         let mut data_key = Zeroizing::new(vec![0u8; (bits / 8) as usize]);
         crypto::fill_random(&mut data_key).map_err(|e| ApiError::internal(e.to_string()))?;
         let policy = self.make_room(mount, policy, 1, now)?;
-        self.counters.count(mount, name, policy.latest_version, 1)?;
         let key = self.encryption_key(
             mount,
             &policy,
@@ -1091,7 +1105,8 @@ impl TransitEngine {
             let material = self.version(mount, name, v)?;
             let value = match kind {
                 "encryption-key" => material.key.clone(),
-                "hmac-key" => material.hmac_key.clone(),
+                // The key the hmac endpoint uses: an hmac key's own material.
+                "hmac-key" => BASE64.encode(&*self.hmac_key(mount, &policy, v)?),
                 _ => exported_signing_key(policy.key_type, &material.key_bytes()?)?.to_string(),
             };
             keys.insert(v.to_string(), Value::String(value));
@@ -1247,8 +1262,9 @@ impl TransitEngine {
         Ok(Response::data(json!({"valid": valid})).with_warnings(fields.unknown()))
     }
 
-    /// Makes sure the latest version can do `n` more encryptions, rotating the key if it
-    /// has reached its limit; answers the policy to encrypt with.
+    /// Counts `n` encryptions with the latest version, rotating the key first if they would
+    /// pass its limit; answers the policy to encrypt with. Checking and counting are one
+    /// step, so concurrent requests near the limit rotate the key instead of failing.
     fn make_room(
         &self,
         mount: MountId,
@@ -1260,7 +1276,7 @@ impl TransitEngine {
         if n == 0
             || self
                 .counters
-                .has_room(mount, &name, policy.latest_version, n)?
+                .try_count(mount, &name, policy.latest_version, n)?
         {
             return Ok(policy);
         }
@@ -1275,12 +1291,17 @@ impl TransitEngine {
         let (fresh, _) = self.existing(mount, &name)?;
         if self
             .counters
-            .has_room(mount, &name, fresh.latest_version, n)?
+            .try_count(mount, &name, fresh.latest_version, n)?
         {
             return Ok(fresh);
         }
         let version = self.rotate_key(mount, &name, now)?;
         tracing::info!(key = %name, version, "transit key reached its encryption limit; rotated");
+        if !self.counters.try_count(mount, &name, version, n)? {
+            return Err(ApiError::internal(
+                "a new key version has no room to encrypt",
+            ));
+        }
         Ok(self.existing(mount, &name)?.0)
     }
 
@@ -1333,13 +1354,13 @@ impl TransitEngine {
                 code.as_u64()
                     .or_else(|| code.as_str().and_then(|s| s.parse().ok()))
                     .and_then(|c| u16::try_from(c).ok())
-                    .filter(|c| (1..=599).contains(c))
+                    .filter(|c| (200..=599).contains(c))
                     .ok_or_else(|| {
-                        ApiError::bad_request("partial_failure_response_code must be 1 to 599")
+                        ApiError::bad_request("partial_failure_response_code must be 200 to 599")
                     })?,
             ),
         };
-        let (mut failed, mut succeeded) = (false, false);
+        let (mut user_error, mut internal_error, mut succeeded) = (false, false, false);
         let results: Vec<Value> = items
             .iter()
             .map(|item| {
@@ -1356,7 +1377,11 @@ impl TransitEngine {
                         result
                     }
                     Err(e) => {
-                        failed = true;
+                        if e.status >= 500 {
+                            internal_error = true;
+                        } else {
+                            user_error = true;
+                        }
                         json!({"error": e.messages.join("; ")})
                     }
                 };
@@ -1368,10 +1393,13 @@ impl TransitEngine {
             })
             .collect();
         let mut response = Response::data(json!({"batch_results": results}));
-        if failed {
+        // As Vault: 400 for a client's mistake in any item, else 500 for a server failure,
+        // unless some items succeeded and the caller named its own code for that.
+        if user_error || internal_error {
             response.status = Some(match partial_code {
                 Some(code) if succeeded => code,
-                _ => 400,
+                _ if user_error => 400,
+                _ => 500,
             });
         }
         Ok(response)

@@ -50,21 +50,7 @@ impl Counters {
         (self.limit / 1024).clamp(1, 4096)
     }
 
-    /// Whether `n` more encryptions with `version` fit under the limit.
-    pub(super) fn has_room(
-        &self,
-        mount: MountId,
-        name: &str,
-        version: u32,
-        n: u64,
-    ) -> Result<bool, ApiError> {
-        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let count = self.load(&mut counts, mount, name, version)?;
-        Ok(count.used.saturating_add(n) <= self.limit)
-    }
-
-    /// Counts `n` encryptions with `version`, reserving the next block in the store first
-    /// when the reservation is used up. Refuses (400) once the limit is reached.
+    /// Counts `n` encryptions with `version`, refusing (400) once the limit is reached.
     pub(super) fn count(
         &self,
         mount: MountId,
@@ -72,14 +58,30 @@ impl Counters {
         version: u32,
         n: u64,
     ) -> Result<(), ApiError> {
+        if self.try_count(mount, name, version, n)? {
+            return Ok(());
+        }
+        Err(ApiError::bad_request(format!(
+            "version {version} of key {name} has done its {} encryptions; rotate the key",
+            self.limit
+        )))
+    }
+
+    /// Counts `n` encryptions with `version` if they fit under the limit (answering false,
+    /// and counting nothing, if not), reserving the next block in the store first when the
+    /// reservation is used up.
+    pub(super) fn try_count(
+        &self,
+        mount: MountId,
+        name: &str,
+        version: u32,
+        n: u64,
+    ) -> Result<bool, ApiError> {
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let mut count = self.load(&mut counts, mount, name, version)?;
         let used = count.used.saturating_add(n);
         if used > self.limit {
-            return Err(ApiError::bad_request(format!(
-                "version {version} of key {name} has done its {} encryptions; rotate the key",
-                self.limit
-            )));
+            return Ok(false);
         }
         if used > count.reserved {
             // `used` and the rest of a block.
@@ -93,7 +95,7 @@ impl Counters {
         }
         count.used = used;
         counts.insert((mount, name.to_string(), version), count);
-        Ok(())
+        Ok(true)
     }
 
     /// Drops the in-memory counts of a deleted key (its records go with the key).

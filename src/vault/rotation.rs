@@ -671,15 +671,21 @@ impl Vault {
     ) -> Result<Run, ApiError> {
         let now_ms = millis(now);
         let name = job.policy.rotator.clone().unwrap_or_default();
-        let rotator = self
-            .options
-            .rotators
-            .iter()
-            .find(|r| r.name == name)
-            .ok_or_else(|| {
-                ApiError::bad_request(format!("no rotator named {name:?} in the configuration"))
-            })?;
         let retry_ok = job.status.retry_at.is_none_or(|at| now_ms >= at);
+        let Some(rotator) = self.options.rotators.iter().find(|r| r.name == name) else {
+            // A rotator removed from the configuration is a failure like any other: recorded,
+            // and retried with back-off (it may come back with the next restart).
+            let wanted = job.status.journal.is_some() || now_ms >= job.status.next_due;
+            if !(forced || retry_ok && wanted) {
+                return Err(ApiError {
+                    status: 204,
+                    ..ApiError::bad_request("not due, or waiting to retry")
+                });
+            }
+            let message = format!("no rotator named {name:?} in the configuration");
+            self.record_failure(path, &message, now_ms);
+            return Err(ApiError::bad_request(message));
+        };
         let mut journal = match job.status.journal.clone() {
             Some(journal) if journal.step.as_deref() == Some("finish") => {
                 let waiting = now_ms < journal.finish_at.unwrap_or(0) || !retry_ok;

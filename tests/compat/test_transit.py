@@ -782,3 +782,25 @@ def test_exported_ecdsa_key_is_a_sec1_pem(dev_vault: RunningVault, unique: str):
     assert private.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     ).decode() == pem
+
+
+def test_exported_hmac_key_of_an_hmac_key_computes_its_hmac(dev_vault: RunningVault, unique: str):
+    import hmac as std_hmac
+    import hashlib
+
+    client = dev_vault.client()
+    create_key(client, unique, "hmac", exportable=True)
+    mac = transit(client).generate_hmac(name=unique, hash_input=b64(b"message"))["data"]["hmac"]
+    key = unb64(data_of(transit(client).export_key(name=unique, key_type="hmac-key"))["keys"]["1"])
+    assert versioned(mac) == (1, std_hmac.new(key, b"message", hashlib.sha256).digest())
+
+
+def test_encrypt_upsert_refuses_a_type_that_cannot_encrypt(dev_vault: RunningVault, unique: str):
+    client = dev_vault.client()
+    with pytest.raises(hvac.exceptions.InvalidRequest):
+        client.adapter.post(
+            f"/v1/transit/encrypt/{unique}", json={"plaintext": b64(b"x"), "type": "ed25519"}
+        )
+    # Nothing was created.
+    with pytest.raises(hvac.exceptions.InvalidPath):
+        transit(client).read_key(name=unique)
