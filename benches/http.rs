@@ -1,10 +1,12 @@
 //! Throughput and latency of the HTTP API over TLS with the audit log on; prints numbers and
 //! asserts nothing.
 //!
-//! By default it starts `vaultd dev` (release build) in a temporary directory. To measure
-//! another server with the same client (OpenBao, say), set `BENCH_ADDR`, `BENCH_CACERT`,
+//! By default it starts vaultd (release build) in production mode, with a key file seal and a
+//! file audit device, in a temporary directory, and stops it at the end. To measure another
+//! server with the same client (OpenBao, say), set `BENCH_ADDR`, `BENCH_CACERT`,
 //! `BENCH_TOKEN` and, for memory figures, `BENCH_PID`; the target must have a KV v2 mount at
-//! `secret/`. `BENCH_SECONDS` sets the length of each run (default 5).
+//! `secret/` and a transit mount at `transit/`. `BENCH_SECONDS` sets the length of each run
+//! (default 5); `BENCH_ONLY=kv` or `BENCH_ONLY=transit` runs one group.
 //!
 //! Run with `cargo bench --bench http`; `scripts/bench-openbao` runs it against OpenBao.
 
