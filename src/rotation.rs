@@ -212,8 +212,9 @@ pub struct JobStatus {
 }
 
 /// What a rotation records before an effect it cannot commit together with the job's state,
-/// so a restart finishes it instead of doing it again.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// so a restart finishes it instead of doing it again. It holds credentials: its `Debug`
+/// leaves them out, and they are zeroized on drop.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Journal {
     /// One ID for every step of one rotation.
     pub rotation_id: String,
@@ -236,6 +237,42 @@ pub struct Journal {
     /// When `finish` may revoke the old credential: the end of the grace period.
     #[serde(default)]
     pub finish_at: Option<u64>,
+}
+
+impl Journal {
+    /// A journal for rotation `rotation_id`, serving due date `due`, from `before`.
+    pub fn new(rotation_id: String, due: u64, before: u64) -> Journal {
+        Journal {
+            rotation_id,
+            due,
+            before,
+            step: None,
+            old: None,
+            pending: None,
+            state: None,
+            finish_at: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("rotation_id", &self.rotation_id)
+            .field("due", &self.due)
+            .field("before", &self.before)
+            .field("step", &self.step)
+            .field("finish_at", &self.finish_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        use zeroize::Zeroize as _;
+        self.old.zeroize();
+        self.pending.zeroize();
+    }
 }
 
 /// Milliseconds since the Unix epoch.

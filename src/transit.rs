@@ -862,8 +862,7 @@ impl TransitEngine {
         let policy = self.make_room(mount, policy, latest_uses(request), now)?;
         self.batch(request, &["plaintext", "context", "associated_data", "key_version", "nonce", "reference", "type"], |item| {
             let mut fields = Fields::of(item);
-            let plaintext = fields.string("plaintext")?.ok_or_else(|| ApiError::bad_request("missing plaintext to encrypt"))?;
-            let plaintext = Zeroizing::new(BASE64.decode(plaintext.trim()).map_err(|_| ApiError::bad_request("plaintext is not base64"))?);
+            let plaintext = Zeroizing::new(required_base64(&mut fields, "plaintext", "missing plaintext to encrypt")?);
                         let requested = fields.u64("key_version")?;
             let version = encryption_version(&policy, requested)?;
             if requested.is_some_and(|v| v != 0) {
@@ -1012,19 +1011,9 @@ impl TransitEngine {
                 .or(fields.string("algorithm")?)
                 .as_deref(),
         )?;
-        let version = match fields.u64("key_version")? {
-            Some(0) | None => policy.latest_version,
-            Some(v) => {
-                u32::try_from(v).map_err(|_| ApiError::bad_request("key_version is too large"))?
-            }
-        };
+        let version = requested_version(&policy, fields.u64("key_version")?)?;
         self.check_decryption_version(&policy, version)?;
-        let input = fields
-            .string("input")?
-            .ok_or_else(|| ApiError::bad_request("missing input for HMAC"))?;
-        let input = BASE64
-            .decode(input.trim())
-            .map_err(|_| ApiError::bad_request("input is not base64"))?;
+        let input = required_base64(&mut fields, "input", "missing input for HMAC")?;
         let key_bytes = self.hmac_key(mount, &policy, version)?;
         let tag = ring::hmac::sign(&ring::hmac::Key::new(algorithm, &key_bytes), &input);
         Ok(Response::data(
@@ -1121,12 +1110,7 @@ impl TransitEngine {
     fn sign(&self, mount: MountId, name: &str, request: &Request) -> Result<Response, ApiError> {
         let (policy, _) = self.existing(mount, name)?;
         let mut fields = keyed_fields(request);
-        let version = match fields.u64("key_version")? {
-            Some(0) | None => policy.latest_version,
-            Some(v) => {
-                u32::try_from(v).map_err(|_| ApiError::bad_request("key_version is too large"))?
-            }
-        };
+        let version = requested_version(&policy, fields.u64("key_version")?)?;
         self.check_decryption_version(&policy, version)?;
         if fields.bool("prehashed")?.unwrap_or(false) {
             return Err(ApiError::bad_request(
@@ -1148,12 +1132,7 @@ impl TransitEngine {
                 "marshaling algorithm {marshaling} is not supported; use asn1"
             )));
         }
-        let input = fields
-            .string("input")?
-            .ok_or_else(|| ApiError::bad_request("missing input to sign"))?;
-        let input = BASE64
-            .decode(input.trim())
-            .map_err(|_| ApiError::bad_request("input is not base64"))?;
+        let input = required_base64(&mut fields, "input", "missing input to sign")?;
         let material = self.version(mount, name, version)?;
         let pkcs8 = material.key_bytes()?;
         let signature = match policy.key_type {
@@ -1194,12 +1173,7 @@ impl TransitEngine {
     ) -> Result<Response, ApiError> {
         let (policy, _) = self.existing(mount, name)?;
         let mut fields = keyed_fields(request);
-        let input = fields
-            .string("input")?
-            .ok_or_else(|| ApiError::bad_request("missing input to verify"))?;
-        let input = BASE64
-            .decode(input.trim())
-            .map_err(|_| ApiError::bad_request("input is not base64"))?;
+        let input = required_base64(&mut fields, "input", "missing input to verify")?;
         let valid = if let Some(mac) = fields.string("hmac")? {
             let algorithm = hmac_algorithm(
                 algorithm
@@ -1472,12 +1446,7 @@ fn hash(request: &Request, algorithm_in_path: Option<&&str>) -> Result<Response,
             )));
         }
     };
-    let input = fields
-        .string("input")?
-        .ok_or_else(|| ApiError::bad_request("missing input to hash"))?;
-    let input = BASE64
-        .decode(input.trim())
-        .map_err(|_| ApiError::bad_request("input is not base64"))?;
+    let input = required_base64(&mut fields, "input", "missing input to hash")?;
     let digest = ring::digest::digest(digest_algorithm, &input);
     let sum = match fields.string("format")?.as_deref().unwrap_or("hex") {
         "hex" => hex::encode(digest.as_ref()),
@@ -1513,6 +1482,31 @@ fn parse_versioned(text: &str) -> Result<(u32, Vec<u8>), ApiError> {
     Ok((version, bytes))
 }
 
+/// The version a request's `key_version` names: the latest for none or 0.
+fn requested_version(policy: &KeyPolicy, requested: Option<u64>) -> Result<u32, ApiError> {
+    match requested {
+        Some(0) | None => Ok(policy.latest_version),
+        Some(v) => u32::try_from(v).map_err(|_| ApiError::bad_request("key_version is too large")),
+    }
+}
+
+/// The base64 field `name`, which must be present (`missing` says so when it is not).
+fn required_base64(
+    fields: &mut Fields<'_>,
+    name: &'static str,
+    missing: &str,
+) -> Result<Vec<u8>, ApiError> {
+    // The field may hold a plaintext: its text copy is zeroized too.
+    let text = Zeroizing::new(
+        fields
+            .string(name)?
+            .ok_or_else(|| ApiError::bad_request(missing))?,
+    );
+    BASE64
+        .decode(text.trim())
+        .map_err(|_| ApiError::bad_request(format!("{name} is not base64")))
+}
+
 fn decode_optional(value: Option<String>, name: &str) -> Result<Vec<u8>, ApiError> {
     match value.filter(|v| !v.is_empty()) {
         Some(text) => BASE64
@@ -1534,12 +1528,7 @@ fn auto_rotate_period(period: Option<Duration>) -> Result<Option<u64>, ApiError>
 
 /// The version a request's `key_version` asks to encrypt with: the latest for none or 0.
 fn encryption_version(policy: &KeyPolicy, requested: Option<u64>) -> Result<u32, ApiError> {
-    let version = match requested {
-        Some(0) | None => policy.latest_version,
-        Some(v) => {
-            u32::try_from(v).map_err(|_| ApiError::bad_request("key_version is too large"))?
-        }
-    };
+    let version = requested_version(policy, requested)?;
     if version > policy.latest_version
         || version
             < policy

@@ -606,19 +606,12 @@ impl Vault {
                 let value = job.policy.generate()?;
                 let mut done = job.clone();
                 done.status = completed(&job.status, now_ms, next, current, current + 1);
-                let body = encode(&done)?;
-                let id = job_record(path)?;
-                let also = [Change::Put {
-                    id: &id,
-                    value: &body,
-                    expect: Expect::Generation(generation),
-                }];
-                match self.kv.rotate_field(
-                    &mount,
-                    &rest,
-                    (&job.policy.field, &value),
+                match self.commit_rotation(
+                    path,
+                    (&mount, &rest),
+                    &value,
                     current,
-                    &also,
+                    (&done, generation),
                     now,
                 ) {
                     Ok((from, to)) => {
@@ -737,16 +730,13 @@ impl Vault {
                     .kv
                     .current_field(&mount, &rest, &job.policy.field, now)?
                     .unwrap_or((self.kv.current_version(&mount, &rest)?, String::new()));
-                let journal = Journal {
-                    rotation_id: uuid::Uuid::new_v4().to_string(),
-                    due: job.status.next_due,
+                let mut journal = Journal::new(
+                    uuid::Uuid::new_v4().to_string(),
+                    job.status.next_due,
                     before,
-                    step: Some("create".into()),
-                    old: Some(old),
-                    pending: None,
-                    state: None,
-                    finish_at: None,
-                };
+                );
+                journal.step = Some("create".into());
+                journal.old = Some(old);
                 self.audit_rotation(
                     &journal.rotation_id,
                     path,
@@ -842,19 +832,12 @@ impl Vault {
                         journal.before + 1,
                     );
                     done.status.journal = Some(finishing.clone());
-                    let body = encode(&done)?;
-                    let id = job_record(path)?;
-                    let also = [Change::Put {
-                        id: &id,
-                        value: &body,
-                        expect: Expect::Generation(generation),
-                    }];
-                    match self.kv.rotate_field(
-                        &mount,
-                        &rest,
-                        (&job.policy.field, &pending),
+                    match self.commit_rotation(
+                        path,
+                        (&mount, &rest),
+                        &pending,
                         journal.before,
-                        &also,
+                        (&done, generation),
                         now,
                     ) {
                         Ok((from, to)) => {
@@ -965,6 +948,28 @@ impl Vault {
         }
     }
 
+    /// Writes `value` as the new version of the job's field, if the secret is still at
+    /// `from`, in one commit with `done`, the job's record after the rotation.
+    fn commit_rotation(
+        &self,
+        path: &str,
+        (mount, rest): (&MountEntry, &str),
+        value: &str,
+        from: u64,
+        (done, generation): (&SecretJob, u64),
+        now: SystemTime,
+    ) -> Result<(u64, u64), ApiError> {
+        let body = encode(done)?;
+        let id = job_record(path)?;
+        let also = [Change::Put {
+            id: &id,
+            value: &body,
+            expect: Expect::Generation(generation),
+        }];
+        self.kv
+            .rotate_field(mount, rest, (&done.policy.field, value), from, &also, now)
+    }
+
     fn save_job(&self, path: &str, job: &SecretJob, generation: u64) -> Result<u64, ApiError> {
         self.barrier
             .put(
@@ -1001,12 +1006,11 @@ impl Vault {
         let (journal, generation) = match &job.status.journal {
             Some(journal) => (journal.clone(), generation),
             None => {
-                let journal = Journal {
-                    rotation_id: uuid::Uuid::new_v4().to_string(),
-                    due: job.status.next_due,
-                    before: u64::from(keyring.active_term().0),
-                    ..Journal::default()
-                };
+                let journal = Journal::new(
+                    uuid::Uuid::new_v4().to_string(),
+                    job.status.next_due,
+                    u64::from(keyring.active_term().0),
+                );
                 self.audit_rotation(
                     &journal.rotation_id,
                     "keyring",

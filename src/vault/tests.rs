@@ -321,12 +321,7 @@ fn an_interrupted_keyring_rotation_resumes_without_a_second_term() {
         job.enabled = true;
         job.interval = 60;
         job.status.next_due = crate::rotation::millis(at(60.0));
-        job.status.journal = Some(Journal {
-            rotation_id: "r-1".into(),
-            due: job.status.next_due,
-            before: 1,
-            ..Journal::default()
-        });
+        job.status.journal = Some(Journal::new("r-1".into(), job.status.next_due, 1));
         if crashed_after_rotate {
             harness.vault.barrier().rotate(at(61.0)).unwrap();
         }
