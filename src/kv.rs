@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use zeroize::Zeroizing;
 
 use crate::api::{ApiError, Fields, Operation, Request, Response};
 use crate::barrier::{Barrier, BarrierError, Change, Expect, MountId, RecordId, RecordKind};
@@ -250,16 +251,11 @@ impl KvEngine {
         now: SystemTime,
     ) -> Result<Response, ApiError> {
         let mut fields = Fields::new(request);
-        let data = fields
-            .object("data")?
-            .cloned()
-            .ok_or_else(|| ApiError::bad_request("no data provided"))?;
-        let cas = match fields.object("options")? {
-            Some(options) => Fields::of(options).u64("cas")?,
-            None => None,
-        };
+        let (data, cas) = data_and_cas(&mut fields)?;
         let warnings = fields.unknown();
-        let body = serde_json::to_vec(&data).map_err(|e| ApiError::internal(e.to_string()))?;
+        let body = Zeroizing::new(
+            serde_json::to_vec(&data).map_err(|e| ApiError::internal(e.to_string()))?,
+        );
         self.store_version(mount, path, &body, cas, now)
             .map(|r| r.with_warnings(warnings))
     }
@@ -272,14 +268,7 @@ impl KvEngine {
         now: SystemTime,
     ) -> Result<Response, ApiError> {
         let mut fields = Fields::new(request);
-        let patch = fields
-            .object("data")?
-            .cloned()
-            .ok_or_else(|| ApiError::bad_request("no data provided"))?;
-        let cas = match fields.object("options")? {
-            Some(options) => Fields::of(options).u64("cas")?,
-            None => None,
-        };
+        let (patch, cas) = data_and_cas(&mut fields)?;
         let Some((metadata, _)) = self.metadata(mount, path)? else {
             return Err(ApiError::not_found());
         };
@@ -298,7 +287,9 @@ impl KvEngine {
         let mut merged: Value =
             serde_json::from_slice(&record.value).map_err(|e| ApiError::internal(e.to_string()))?;
         merge_patch(&mut merged, &Value::Object(patch));
-        let body = serde_json::to_vec(&merged).map_err(|e| ApiError::internal(e.to_string()))?;
+        let body = Zeroizing::new(
+            serde_json::to_vec(&merged).map_err(|e| ApiError::internal(e.to_string()))?,
+        );
         if cas.is_none() && (metadata.cas_required || self.config(mount)?.cas_required) {
             return Err(ApiError::bad_request(
                 "check-and-set parameter required for this call",
@@ -905,6 +896,19 @@ fn check_max_versions(max: u64) -> Result<u64, ApiError> {
 }
 
 /// RFC 7386 JSON merge patch.
+/// A write's `data` (required) and `options.cas`.
+fn data_and_cas(fields: &mut Fields<'_>) -> Result<(Map<String, Value>, Option<u64>), ApiError> {
+    let data = fields
+        .object("data")?
+        .cloned()
+        .ok_or_else(|| ApiError::bad_request("no data provided"))?;
+    let cas = match fields.object("options")? {
+        Some(options) => Fields::of(options).u64("cas")?,
+        None => None,
+    };
+    Ok((data, cas))
+}
+
 fn merge_patch(target: &mut Value, patch: &Value) {
     let Value::Object(patch) = patch else {
         *target = patch.clone();
