@@ -215,6 +215,13 @@ impl ApiError {
         }
     }
 
+    /// 500 whose message the client sees, for the few errors Vault itself answers with 500
+    /// and a message (transit backup and restore), so clients written against Vault see the
+    /// status they expect. Never for an internal fault: use [`ApiError::internal`].
+    pub fn vault_internal(message: impl Into<String>) -> Self {
+        ApiError::new(500, message)
+    }
+
     /// Attaches `data` to the error body.
     pub fn with_data(mut self, data: Value) -> Self {
         self.data = Some(data);

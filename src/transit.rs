@@ -8,7 +8,9 @@
 //! module), and a key whose latest version reaches the limit is rotated before it is used
 //! again.
 
+mod backup;
 mod counter;
+mod pkcs8;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -150,6 +152,12 @@ struct KeyPolicy {
     /// Seconds; 0 is off.
     auto_rotate_period: u64,
     derived: bool,
+    /// The last backup taken of the key.
+    #[serde(default)]
+    backup_info: Option<backup::Stamp>,
+    /// The restore that made the key, if one did.
+    #[serde(default)]
+    restore_info: Option<backup::Stamp>,
 }
 
 /// One version's key material. No `Debug`; the strings are base64, zeroized on drop.
@@ -255,48 +263,29 @@ fn pem(label: &str, der: &[u8]) -> Zeroizing<String> {
 
 /// The private key of a signing version in the form Vault exports it: for ed25519 the
 /// 64-byte `seed ‖ public key`, base64; for P-256 a SEC 1 `EC PRIVATE KEY` PEM with the
-/// named curve and public key, as Go's `x509.MarshalECPrivateKey` writes it. The input is the
-/// PKCS#8 document ring made, whose layout is fixed for each curve.
+/// named curve and public key, as Go's `x509.MarshalECPrivateKey` writes it.
 fn exported_signing_key(key_type: KeyType, pkcs8: &[u8]) -> Result<Zeroizing<String>, ApiError> {
-    let layout = || ApiError::internal("stored signing key has an unexpected layout");
     match key_type {
         KeyType::Ed25519 => {
-            const PREFIX: &str = "3051020101300506032b657004220420";
-            const PUBLIC: &str = "812100";
-            let prefix = hex::decode(PREFIX).map_err(|_| layout())?;
-            let public = hex::decode(PUBLIC).map_err(|_| layout())?;
-            if pkcs8.len() != prefix.len() + 32 + public.len() + 32
-                || !pkcs8.starts_with(&prefix)
-                || pkcs8[prefix.len() + 32..prefix.len() + 32 + public.len()] != public[..]
-            {
-                return Err(layout());
-            }
+            let parts = signing_parts(key_type, pkcs8)?;
             let mut raw = Zeroizing::new(Vec::with_capacity(64));
-            raw.extend_from_slice(&pkcs8[prefix.len()..prefix.len() + 32]);
-            raw.extend_from_slice(&pkcs8[pkcs8.len() - 32..]);
+            raw.extend_from_slice(&parts.private);
+            raw.extend_from_slice(&parts.public);
             Ok(Zeroizing::new(BASE64.encode(&*raw)))
         }
         KeyType::EcdsaP256 => {
-            const PREFIX: &str =
-                "308187020100301306072a8648ce3d020106082a8648ce3d030107046d306b0201010420";
-            const PUBLIC: &str = "a144034200";
-            let prefix = hex::decode(PREFIX).map_err(|_| layout())?;
-            let public = hex::decode(PUBLIC).map_err(|_| layout())?;
-            if pkcs8.len() != prefix.len() + 32 + public.len() + 65
-                || !pkcs8.starts_with(&prefix)
-                || pkcs8[prefix.len() + 32..prefix.len() + 32 + public.len()] != public[..]
-            {
-                return Err(layout());
-            }
-            let scalar = &pkcs8[prefix.len()..prefix.len() + 32];
-            let point = &pkcs8[pkcs8.len() - 65..];
+            let parts = signing_parts(key_type, pkcs8)?;
             // SEQUENCE { 1, OCTET STRING d, [0] prime256v1, [1] BIT STRING point }
-            let mut der = Zeroizing::new(hex::decode("30770201010420").map_err(|_| layout())?);
-            der.extend_from_slice(scalar);
-            der.extend_from_slice(
-                &hex::decode("a00a06082a8648ce3d030107a144034200").map_err(|_| layout())?,
-            );
-            der.extend_from_slice(point);
+            const HEAD: [u8; 7] = [0x30, 0x77, 0x02, 0x01, 0x01, 0x04, 0x20];
+            const CURVE_AND_POINT: [u8; 17] = [
+                0xa0, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0xa1, 0x44,
+                0x03, 0x42, 0x00,
+            ];
+            let mut der = Zeroizing::new(Vec::with_capacity(121));
+            der.extend_from_slice(&HEAD);
+            der.extend_from_slice(&parts.private);
+            der.extend_from_slice(&CURVE_AND_POINT);
+            der.extend_from_slice(&parts.public);
             let text = pem("EC PRIVATE KEY", &der);
             Ok(Zeroizing::new(text.trim_end().to_string()))
         }
@@ -305,6 +294,16 @@ fn exported_signing_key(key_type: KeyType, pkcs8: &[u8]) -> Result<Zeroizing<Str
             other.name()
         ))),
     }
+}
+
+/// The private and public halves of a stored signing key.
+fn signing_parts(key_type: KeyType, pkcs8: &[u8]) -> Result<pkcs8::Parts, ApiError> {
+    let parts = match key_type {
+        KeyType::Ed25519 => pkcs8::ed25519_parts(pkcs8),
+        KeyType::EcdsaP256 => pkcs8::p256_parts(pkcs8),
+        _ => None,
+    };
+    parts.ok_or_else(|| ApiError::internal("stored signing key has an unexpected layout"))
 }
 
 pub use counter::MAX_ENCRYPTIONS;
@@ -371,6 +370,12 @@ impl TransitEngine {
             (["export", kind, name, version], Operation::Read) => {
                 self.export(id, kind, name, Some(version))
             }
+            (["backup", name], Operation::Read) => self.backup(id, name, now),
+            (["restore"], Operation::Write) => self.restore(id, None, request, now),
+            (["restore", name], Operation::Write) => self.restore(id, Some(name), request, now),
+            (["restore", _, _, ..], Operation::Write) => {
+                Err(ApiError::vault_internal("key names cannot be paths"))
+            }
             (["sign", name], Operation::Write) => self.sign(id, name, request),
             (["sign", name, _algorithm], Operation::Write) => self.sign(id, name, request),
             (["verify", name], Operation::Write) => self.verify(id, name, request, None),
@@ -380,7 +385,7 @@ impl TransitEngine {
             ([first, ..], _)
                 if [
                     "keys", "encrypt", "decrypt", "rewrap", "datakey", "random", "hash", "hmac",
-                    "sign", "verify", "export",
+                    "sign", "verify", "export", "backup", "restore",
                 ]
                 .contains(first) =>
             {
@@ -520,11 +525,17 @@ impl TransitEngine {
         {
             map.remove("keys");
         }
-        if policy.derived
-            && let Value::Object(map) = &mut data
-        {
-            map.insert("kdf".into(), json!("hkdf_sha256"));
-            map.insert("convergent_encryption".into(), json!(false));
+        if let Value::Object(map) = &mut data {
+            if policy.derived {
+                map.insert("kdf".into(), json!("hkdf_sha256"));
+                map.insert("convergent_encryption".into(), json!(false));
+            }
+            if let Some(stamp) = &policy.backup_info {
+                map.insert("backup_info".into(), json!(stamp));
+            }
+            if let Some(stamp) = &policy.restore_info {
+                map.insert("restore_info".into(), json!(stamp));
+            }
         }
         Ok(Response::data(data))
     }
@@ -562,6 +573,8 @@ impl TransitEngine {
             auto_rotate_period: auto_rotate_period(fields.duration("auto_rotate_period")?)?
                 .unwrap_or(0),
             derived,
+            backup_info: None,
+            restore_info: None,
         };
         for ignored in ["key_size", "managed_key_name", "managed_key_id"] {
             let _ = fields.value(ignored);
@@ -1105,6 +1118,113 @@ impl TransitEngine {
             "type": policy.key_type.name(),
             "keys": keys,
         })))
+    }
+
+    /// `backup/:name`: the key in Vault's backup format, for a key that is both exportable
+    /// and allows plaintext backup. Like Vault, it records when the backup was taken, and it
+    /// answers its refusals with 500.
+    fn backup(&self, mount: MountId, name: &str, now: SystemTime) -> Result<Response, ApiError> {
+        let Some((mut policy, generation)) = self.policy(mount, name)? else {
+            return Err(ApiError::vault_internal(format!("key {name:?} not found")));
+        };
+        if !policy.exportable {
+            return Err(ApiError::vault_internal(
+                "exporting is disallowed on the policy",
+            ));
+        }
+        if !policy.allow_plaintext_backup {
+            return Err(ApiError::vault_internal(
+                "plaintext backup is disallowed on the policy",
+            ));
+        }
+        let versions = (policy.min_available_version.max(1)..=policy.latest_version)
+            .map(|v| Ok((v, self.version(mount, name, v)?)))
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        policy.backup_info = Some(backup::Stamp::new(now, policy.latest_version));
+        let text = backup::encode(&policy, &versions)?;
+        self.barrier
+            .put(
+                &policy_id(mount, name)?,
+                &encode(&policy)?,
+                Expect::Generation(generation),
+            )
+            .map_err(conflict)?;
+        Ok(Response::data(json!({"backup": &*text})))
+    }
+
+    /// `restore(/:name)`: a key from a backup, under `name` or the backup's own name. An
+    /// existing key is replaced only with `force`, all its versions and use counts with it.
+    /// Use counts of the restored versions start again from zero.
+    fn restore(
+        &self,
+        mount: MountId,
+        name: Option<&str>,
+        request: &Request,
+        now: SystemTime,
+    ) -> Result<Response, ApiError> {
+        let mut fields = Fields::new(request);
+        let text = Zeroizing::new(
+            fields
+                .string("backup")?
+                .filter(|b| !b.is_empty())
+                .ok_or_else(|| ApiError::bad_request("'backup' must be supplied"))?,
+        );
+        let force = fields.bool("force")?.unwrap_or(false);
+        let body_name = fields.string("name")?;
+        let name = name.map(str::to_string).or(body_name);
+        if name.as_deref().is_some_and(|n| n.contains('/')) {
+            return Err(ApiError::vault_internal("key names cannot be paths"));
+        }
+        let (policy, versions) = backup::decode(&text, name.as_deref(), now)?;
+        let name = policy.name.clone();
+        check_name(&name)?;
+
+        let existing = self.policy(mount, &name)?;
+        if existing.is_some() && !force {
+            return Err(ApiError::vault_internal(format!(
+                "key {name:?} already exists"
+            )));
+        }
+        let (old_latest, expect) = match &existing {
+            Some((old, generation)) => (old.latest_version, Expect::Generation(*generation)),
+            None => (0, Expect::Absent),
+        };
+        let pid = policy_id(mount, &name)?;
+        let policy_body = encode(&policy)?;
+        let bodies = versions
+            .iter()
+            .map(|(v, material)| {
+                Ok((
+                    version_id(mount, &name, *v)?,
+                    Zeroizing::new(encode(material)?),
+                ))
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        // The replaced key's versions that the backup does not have, and every use count.
+        let last = old_latest.max(policy.latest_version);
+        let kept = policy.min_available_version.max(1)..=policy.latest_version;
+        let stale = (1..=last)
+            .filter(|v| !kept.contains(v))
+            .map(|v| version_id(mount, &name, v))
+            .chain((1..=last).map(|v| counter::uses_id(mount, &name, v)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut changes = vec![Change::Put {
+            id: &pid,
+            value: &policy_body,
+            expect,
+        }];
+        changes.extend(bodies.iter().map(|(id, body)| Change::Put {
+            id,
+            value: body,
+            expect: Expect::Any,
+        }));
+        changes.extend(stale.iter().map(|id| Change::Delete {
+            id,
+            expect: Expect::Any,
+        }));
+        self.barrier.commit(&changes).map_err(conflict)?;
+        self.counters.forget(mount, &name);
+        Ok(Response::empty())
     }
 
     fn sign(&self, mount: MountId, name: &str, request: &Request) -> Result<Response, ApiError> {

@@ -330,3 +330,61 @@ level = "info"
         yield vault
     finally:
         vault.daemon.stop()
+
+
+def free_port() -> int:
+    """A port of 127.0.0.1 that nothing listens on at the moment."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def openbao(tmp_path_factory):
+    """A real OpenBao server (`bao server -dev`: in memory, loopback only) with transit
+    mounted at `transit/`, as the peer that keys and ciphertexts move to and from."""
+    base = tmp_path_factory.mktemp("openbao")
+    token = "root-" + uuid.uuid4().hex
+    port = free_port()
+    log = open(base / "openbao.log", "ab")
+    process = subprocess.Popen(
+        [
+            str(BAO),
+            "server",
+            "-dev",
+            f"-dev-root-token-id={token}",
+            f"-dev-listen-address=127.0.0.1:{port}",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        env={**clean_env(), "HOME": str(base)},
+        cwd=base,
+    )
+    client = hvac.Client(url=f"http://127.0.0.1:{port}", token=token, timeout=30)
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        if process.poll() is not None:
+            pytest.fail(f"bao server -dev exited with {process.returncode}; see {base / 'openbao.log'}")
+        try:
+            if client.sys.is_initialized() and not client.sys.is_sealed():
+                break
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("bao server -dev did not start in time")
+        time.sleep(0.05)
+    client.sys.enable_secrets_engine("transit", path="transit")
+    try:
+        yield client
+    finally:
+        process.terminate()
+        try:
+            process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
