@@ -1,15 +1,18 @@
-//! The transit engine: named keys that never leave the vault, used to encrypt, decrypt,
-//! sign, verify, HMAC and hash, compatible with Vault's transit API and its ciphertext format
-//! (`vault:v<N>:<base64(nonce ‖ ciphertext ‖ tag)>`).
+//! The transit engine: named keys used to encrypt, decrypt, sign, verify, HMAC and hash,
+//! compatible with Vault's transit API and its ciphertext format
+//! (`vault:v<N>:<base64(nonce ‖ ciphertext ‖ tag)>`). A key leaves the vault only if it was
+//! made exportable, through `export` or, with `allow_plaintext_backup` too, `backup`.
 //!
 //! A key's policy (type, versions, limits) is one record; each key version is a record of
 //! its own, so a key with many versions stays under the record limit. Both go through the
 //! barrier like every other record. Encryptions are counted per key version (the `counter`
 //! module), and a key whose latest version reaches the limit is rotated before it is used
-//! again.
+//! again. Keys move between Vault and vaultd through `backup` and `restore` in Vault's format
+//! (the `backup` module) or are brought in wrapped (the `import` module).
 
 mod backup;
 mod counter;
+mod import;
 mod pkcs8;
 
 use std::sync::{Arc, Mutex};
@@ -152,12 +155,62 @@ struct KeyPolicy {
     /// Seconds; 0 is off.
     auto_rotate_period: u64,
     derived: bool,
+    /// How a derived key derives its keys.
+    #[serde(default)]
+    kdf: Kdf,
+    /// Made from imported key material (until it is first rotated, as in Vault).
+    #[serde(default)]
+    imported: bool,
+    /// An imported key may be rotated.
+    #[serde(default)]
+    allow_rotation: bool,
     /// The last backup taken of the key.
     #[serde(default)]
     backup_info: Option<backup::Stamp>,
     /// The restore that made the key, if one did.
     #[serde(default)]
     restore_info: Option<backup::Stamp>,
+}
+
+/// The key derivation of a derived key. Keys created in vaultd use HKDF, as Vault's do;
+/// imported keys use the counter-mode KDF, as Vault's imported keys do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+enum Kdf {
+    /// HKDF-SHA256 (RFC 5869) with no salt and the context as info.
+    #[default]
+    #[serde(rename = "hkdf_sha256")]
+    HkdfSha256,
+    /// NIST SP 800-108 counter mode with HMAC-SHA256: one block,
+    /// `HMAC(key, [0, 0, 0, 0] ‖ context ‖ [0, 0, 1, 0])`.
+    #[serde(rename = "hmac-sha256-counter")]
+    HmacSha256Counter,
+}
+
+impl Kdf {
+    /// A 256-bit key derived from `key` for `context`.
+    fn derive(self, key: &[u8], context: &[u8]) -> Result<SecretKey, ApiError> {
+        let mut derived = Zeroizing::new([0u8; 32]);
+        match self {
+            Kdf::HkdfSha256 => crypto::hkdf_sha256(key, b"", context, derived.as_mut())
+                .map_err(|e| ApiError::internal(e.to_string()))?,
+            Kdf::HmacSha256Counter => {
+                let prf = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+                let mut ctx = ring::hmac::Context::with_key(&prf);
+                ctx.update(&0u32.to_be_bytes());
+                ctx.update(context);
+                ctx.update(&256u32.to_be_bytes());
+                derived.copy_from_slice(ctx.sign().as_ref());
+            }
+        }
+        Ok(SecretKey::from_bytes(*derived))
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Kdf::HkdfSha256 => "hkdf_sha256",
+            Kdf::HmacSha256Counter => "hmac-sha256-counter",
+        }
+    }
 }
 
 /// One version's key material. No `Debug`; the strings are base64, zeroized on drop.
@@ -184,16 +237,11 @@ impl Drop for KeyVersion {
 impl KeyVersion {
     fn generate(key_type: KeyType, now: SystemTime) -> Result<KeyVersion, ApiError> {
         let rng = ring::rand::SystemRandom::new();
-        let random32 = || -> Result<String, ApiError> {
-            let mut bytes = Zeroizing::new([0u8; 32]);
-            crypto::fill_random(bytes.as_mut()).map_err(|e| ApiError::internal(e.to_string()))?;
-            Ok(BASE64.encode(bytes.as_ref()))
-        };
         let (key, public_key) = match key_type {
             KeyType::Aes256Gcm96
             | KeyType::ChaCha20Poly1305
             | KeyType::XChaCha20Poly1305
-            | KeyType::Hmac => (random32()?, None),
+            | KeyType::Hmac => (random_key()?, None),
             KeyType::Ed25519 => {
                 let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
                     .map_err(|_| ApiError::internal("cannot make an ed25519 key"))?;
@@ -219,9 +267,24 @@ impl KeyVersion {
         let created = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         Ok(KeyVersion {
             key,
-            hmac_key: random32()?,
+            hmac_key: random_key()?,
             public_key,
             created,
+        })
+    }
+
+    /// A version of imported material: `key` (base64) and, for signing keys, its public key,
+    /// with a fresh HMAC key.
+    fn imported(
+        key: String,
+        public_key: Option<String>,
+        now: SystemTime,
+    ) -> Result<Self, ApiError> {
+        Ok(KeyVersion {
+            key,
+            hmac_key: random_key()?,
+            public_key,
+            created: now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
         })
     }
 
@@ -238,6 +301,13 @@ impl KeyVersion {
             .map(Zeroizing::new)
             .map_err(|_| ApiError::internal("stored transit key is not base64"))
     }
+}
+
+/// 32 random bytes, base64.
+fn random_key() -> Result<String, ApiError> {
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    crypto::fill_random(bytes.as_mut()).map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(BASE64.encode(bytes.as_ref()))
 }
 
 /// A P-256 public key (uncompressed point) as a PEM SubjectPublicKeyInfo, as Vault shows it.
@@ -351,6 +421,11 @@ impl TransitEngine {
                 self.read_key(id, name)
             }
             (["keys", name, "trim"], Operation::Write) => self.trim_key(id, name, request),
+            (["keys", name, "import"], Operation::Write) => self.import_key(id, name, request, now),
+            (["keys", name, "import_version"], Operation::Write) => {
+                self.import_version(id, name, request, now)
+            }
+            (["wrapping_key"], Operation::Read) => self.wrapping_key(id),
             (["encrypt", name], Operation::Write) => self.encrypt(id, name, request, now),
             (["decrypt", name], Operation::Write) => self.decrypt(id, name, request),
             (["rewrap", name], Operation::Write) => self.rewrap(id, name, request, now),
@@ -384,8 +459,20 @@ impl TransitEngine {
             }
             ([first, ..], _)
                 if [
-                    "keys", "encrypt", "decrypt", "rewrap", "datakey", "random", "hash", "hmac",
-                    "sign", "verify", "export", "backup", "restore",
+                    "keys",
+                    "encrypt",
+                    "decrypt",
+                    "rewrap",
+                    "datakey",
+                    "random",
+                    "hash",
+                    "hmac",
+                    "sign",
+                    "verify",
+                    "export",
+                    "backup",
+                    "restore",
+                    "wrapping_key",
                 ]
                 .contains(first) =>
             {
@@ -442,7 +529,7 @@ impl TransitEngine {
             let Some((policy, _)) = self.policy(mount, &name)? else {
                 continue;
             };
-            if policy.auto_rotate_period == 0 {
+            if policy.auto_rotate_period == 0 || (policy.imported && !policy.allow_rotation) {
                 continue;
             }
             let created = self.version(mount, &name, policy.latest_version)?.created;
@@ -518,7 +605,7 @@ impl TransitEngine {
             "supports_decryption": kind.aead().is_some(),
             "supports_derivation": kind.aead().is_some(),
                         "supports_signing": kind.signs(),
-            "imported_key": false,
+            "imported_key": policy.imported,
         });
         if kind == KeyType::Hmac
             && let Value::Object(map) = &mut data
@@ -527,8 +614,17 @@ impl TransitEngine {
         }
         if let Value::Object(map) = &mut data {
             if policy.derived {
-                map.insert("kdf".into(), json!("hkdf_sha256"));
+                map.insert("kdf".into(), json!(policy.kdf.name()));
+                if policy.kdf == Kdf::HmacSha256Counter {
+                    map.insert("kdf_mode".into(), json!(policy.kdf.name()));
+                }
                 map.insert("convergent_encryption".into(), json!(false));
+            }
+            if policy.imported {
+                map.insert(
+                    "imported_key_allow_rotation".into(),
+                    json!(policy.allow_rotation),
+                );
             }
             if let Some(stamp) = &policy.backup_info {
                 map.insert("backup_info".into(), json!(stamp));
@@ -573,6 +669,9 @@ impl TransitEngine {
             auto_rotate_period: auto_rotate_period(fields.duration("auto_rotate_period")?)?
                 .unwrap_or(0),
             derived,
+            kdf: Kdf::default(),
+            imported: false,
+            allow_rotation: false,
             backup_info: None,
             restore_info: None,
         };
@@ -690,6 +789,12 @@ impl TransitEngine {
             policy.allow_plaintext_backup = v;
         }
         if let Some(period) = auto_rotate_period(fields.duration("auto_rotate_period")?)? {
+            // Vault stores the period and then fails every scheduled rotation; vaultd refuses.
+            if period > 0 && policy.imported && !policy.allow_rotation {
+                return Err(ApiError::bad_request(
+                    "an imported key without allow_rotation cannot rotate automatically",
+                ));
+            }
             policy.auto_rotate_period = period;
         }
         let warnings = fields.unknown();
@@ -707,6 +812,13 @@ impl TransitEngine {
     /// Adds a key version and makes it the latest.
     pub fn rotate_key(&self, mount: MountId, name: &str, now: SystemTime) -> Result<u32, ApiError> {
         let (mut policy, generation) = self.existing(mount, name)?;
+        if policy.imported && !policy.allow_rotation {
+            return Err(ApiError::vault_internal(format!(
+                "imported key {name} does not allow rotation"
+            )));
+        }
+        // As in Vault, a rotated key is no longer an imported one.
+        policy.imported = false;
         let version = policy
             .latest_version
             .checked_add(1)
@@ -814,10 +926,7 @@ impl TransitEngine {
         let context = BASE64
             .decode(context)
             .map_err(|_| ApiError::bad_request("context is not base64"))?;
-        let mut derived = Zeroizing::new([0u8; 32]);
-        crypto::hkdf_sha256(&raw, b"", &context, derived.as_mut())
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-        Ok(SecretKey::from_bytes(*derived))
+        policy.kdf.derive(&raw, &context)
     }
 
     fn encrypt(
@@ -1378,6 +1487,12 @@ impl TransitEngine {
             return Err(ApiError::bad_request(format!(
                 "the batch is larger than a key version's {} encryptions",
                 self.counters.limit()
+            )));
+        }
+        if policy.imported && !policy.allow_rotation {
+            return Err(ApiError::bad_request(format!(
+                "key version {} of {name} has reached its encryption limit, and the imported key does not allow rotation: import a new version",
+                policy.latest_version
             )));
         }
         let _one = self.rotating.lock().unwrap_or_else(|p| p.into_inner());

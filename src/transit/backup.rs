@@ -24,10 +24,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use zeroize::Zeroizing;
 
-use super::{KeyPolicy, KeyType, KeyVersion, auto_rotate_period, p256_public_pem, signing_parts};
+use super::{
+    Kdf, KeyPolicy, KeyType, KeyVersion, auto_rotate_period, p256_public_pem, signing_parts,
+};
 use crate::api::ApiError;
 
-/// The key derivation Vault calls `hkdf_sha256`, the only one vaultd has.
+/// Vault's numbers for its key derivations.
+const KDF_HMAC_SHA256_COUNTER: u32 = 0;
 const KDF_HKDF_SHA256: u32 = 1;
 
 /// The ciphertext prefix every vaultd key uses, as Vault writes its template.
@@ -110,7 +113,10 @@ pub(super) fn encode(
             key_size: (policy.key_type == KeyType::Hmac).then_some(32),
             keys,
             derived: policy.derived,
-            kdf: if policy.derived { KDF_HKDF_SHA256 } else { 0 },
+            kdf: match policy.kdf {
+                Kdf::HkdfSha256 if policy.derived => KDF_HKDF_SHA256,
+                _ => KDF_HMAC_SHA256_COUNTER,
+            },
             convergent_encryption: false,
             exportable: policy.exportable,
             min_decryption_version: policy.min_decryption_version,
@@ -128,8 +134,8 @@ pub(super) fn encode(
             version_template: "",
             storage_prefix: "",
             auto_rotate_period: policy.auto_rotate_period.saturating_mul(1_000_000_000),
-            imported: false,
-            allow_imported_key_rotation: false,
+            imported: policy.imported,
+            allow_imported_key_rotation: policy.allow_rotation,
         },
         archived_keys: ArchiveOut { keys: archive },
     };
@@ -171,11 +177,16 @@ pub(super) fn decode(
             key_type.name()
         )));
     }
-    if input.derived && input.kdf != KDF_HKDF_SHA256 {
-        return Err(ApiError::bad_request(
-            "the backup's key derives with the legacy HMAC counter KDF; vaultd derives with HKDF-SHA256 only",
-        ));
-    }
+    let kdf = match input.kdf {
+        KDF_HKDF_SHA256 => Kdf::HkdfSha256,
+        KDF_HMAC_SHA256_COUNTER if input.derived => Kdf::HmacSha256Counter,
+        KDF_HMAC_SHA256_COUNTER => Kdf::default(),
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "the backup's key uses key derivation number {other}, which vaultd does not know"
+            )));
+        }
+    };
     if !input.version_template.is_empty() && input.version_template != VERSION_TEMPLATE {
         return Err(ApiError::bad_request(
             "the backup's key has a custom version_template; vaultd writes vault:v<N>: only",
@@ -218,6 +229,9 @@ pub(super) fn decode(
         allow_plaintext_backup: input.allow_plaintext_backup,
         auto_rotate_period: auto_rotate_period(Some(period))?.unwrap_or(0),
         derived: input.derived,
+        kdf,
+        imported: input.imported,
+        allow_rotation: input.allow_imported_key_rotation,
         backup_info: input.backup_info,
         restore_info: Some(Stamp::new(now, latest)),
     };
@@ -467,6 +481,10 @@ struct PolicyIn<'a> {
     /// Nanoseconds.
     #[serde(default)]
     auto_rotate_period: i64,
+    #[serde(rename = "Imported", default)]
+    imported: bool,
+    #[serde(rename = "AllowImportedKeyRotation", default)]
+    allow_imported_key_rotation: bool,
 }
 
 /// One version as a backup holds it. No `Debug`; the key material zeroizes.
@@ -654,6 +672,13 @@ mod tests {
             allow_plaintext_backup: true,
             auto_rotate_period: 7200,
             derived: key_type.aead().is_some(),
+            kdf: if key_type == KeyType::ChaCha20Poly1305 {
+                Kdf::HmacSha256Counter
+            } else {
+                Kdf::HkdfSha256
+            },
+            imported: key_type == KeyType::Ed25519,
+            allow_rotation: false,
             backup_info: None,
             restore_info: None,
         };
@@ -665,6 +690,8 @@ mod tests {
         assert_eq!(restored.min_decryption_version, 2);
         assert_eq!(restored.auto_rotate_period, 7200);
         assert_eq!(restored.derived, policy.derived);
+        assert_eq!(restored.kdf, policy.kdf);
+        assert_eq!(restored.imported, policy.imported);
         assert_eq!(restored.restore_info.as_ref().map(|s| s.version), Some(3));
         assert_eq!(material.len(), 3);
         for ((v, before), (w, after)) in versions.iter().zip(&material) {
@@ -715,7 +742,7 @@ mod tests {
                 r#"{"policy": {"name": "k", "type": 0, "latest_version": 1, "convergent_encryption": true, "derived": true, "kdf": 1}}"#,
             ),
             BASE64.encode(
-                r#"{"policy": {"name": "k", "type": 0, "latest_version": 1, "derived": true, "kdf": 0}}"#,
+                r#"{"policy": {"name": "k", "type": 0, "latest_version": 1, "derived": true, "kdf": 7}}"#,
             ),
             BASE64.encode(r#"{"policy": {"name": "k", "type": 0, "latest_version": -1}}"#),
             BASE64.encode(

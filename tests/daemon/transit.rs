@@ -226,3 +226,86 @@ fn a_key_version_at_its_encryption_limit_is_rotated_and_counts_survive_restarts(
     let reply = vault.root("POST", "transit/encrypt/counted", Some(batch(11)));
     assert_eq!(reply.status, 400, "{}", reply.body);
 }
+
+/// `material` wrapped for import under the PEM wrapping key `pem`, as a Vault client wraps it.
+fn wrap_for_import(pem: &str, material: &[u8]) -> String {
+    use aws_lc_rs::key_wrap::{AES_256, AesKek, KeyWrapPadded as _};
+    use aws_lc_rs::rsa::{OAEP_SHA256_MGF1SHA256, OaepPublicEncryptingKey, PublicEncryptingKey};
+
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = BASE64.decode(body).unwrap();
+    let public =
+        OaepPublicEncryptingKey::new(PublicEncryptingKey::from_der(&der).unwrap()).unwrap();
+    let aes_key = [0x5a; 32];
+    let mut wrapped_aes_key = vec![0; public.ciphertext_size()];
+    let wrapped_aes_key = public
+        .encrypt(
+            &OAEP_SHA256_MGF1SHA256,
+            &aes_key,
+            &mut wrapped_aes_key,
+            None,
+        )
+        .unwrap()
+        .to_vec();
+    let mut wrapped = vec![0; material.len() + 16];
+    let wrapped = AesKek::new(&AES_256, &aes_key)
+        .unwrap()
+        .wrap_with_padding(material, &mut wrapped)
+        .unwrap();
+    BASE64.encode([wrapped_aes_key, wrapped.to_vec()].concat())
+}
+
+#[test]
+fn an_imported_key_at_its_limit_refuses_until_a_new_version_is_imported() {
+    let keys = tempfile::tempdir().unwrap();
+    let mut vault = TestVault::production(&format!(
+        "[seal]\ntype = \"keyfile\"\nkey_file = \"{}\"\n\n[crypto]\ntransit_encryptions_per_key_version = 3\n",
+        keys.path().join("unseal.key").display()
+    ));
+    crate::support::init(&mut vault, 1, 1);
+    let pem = |vault: &TestVault| {
+        vault.root("GET", "transit/wrapping_key", None).body["data"]["public_key"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let wrapping = pem(&vault);
+    let import = vault.root(
+        "POST",
+        "transit/keys/byok/import",
+        Some(json!({"ciphertext": wrap_for_import(&wrapping, &[1; 32])})),
+    );
+    assert_eq!(import.status, 204, "{}", import.body);
+
+    let one = json!({"plaintext": BASE64.encode(b"x")});
+    let first: Vec<String> = (0..3)
+        .map(|_| encrypt(&vault, "byok", one.clone()))
+        .collect();
+    // An imported key may not be rotated by the vault, so the fourth encryption is refused.
+    let refused = vault.root("POST", "transit/encrypt/byok", Some(one.clone()));
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(
+        refused.error().contains("import a new version"),
+        "{}",
+        refused.body
+    );
+
+    // The wrapping key survives a restart, and a new imported version takes the encryptions.
+    vault.restart();
+    assert_eq!(pem(&vault), wrapping);
+    let version = vault.root(
+        "POST",
+        "transit/keys/byok/import_version",
+        Some(json!({"ciphertext": wrap_for_import(&wrapping, &[2; 32])})),
+    );
+    assert_eq!(version.status, 204, "{}", version.body);
+    assert!(encrypt(&vault, "byok", one.clone()).starts_with("vault:v2:"));
+    for ciphertext in first {
+        let reply = vault.root(
+            "POST",
+            "transit/decrypt/byok",
+            Some(json!({"ciphertext": ciphertext})),
+        );
+        assert_eq!(reply.body["data"]["plaintext"], BASE64.encode(b"x"));
+    }
+}
