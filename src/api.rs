@@ -87,6 +87,8 @@ pub struct Response {
     pub data: Option<Value>,
     /// `auth` of the envelope (login, token creation).
     pub auth: Option<Value>,
+    /// `wrap_info` of the envelope: the response was wrapped.
+    pub wrap_info: Option<Value>,
     /// `warnings` of the envelope.
     pub warnings: Vec<String>,
     /// A status other than 200/204 (`sys/health`).

@@ -72,11 +72,13 @@ pub enum RecordKind {
     TokenChild = 10,
     /// A KV v2 mount's configuration.
     KvConfig = 11,
+    /// A wrapped response, keyed by the SHA-256 of its wrapping token.
+    WrappedResponse = 12,
 }
 
 impl RecordKind {
     /// Every kind, in tag order.
-    pub const ALL: [RecordKind; 11] = [
+    pub const ALL: [RecordKind; 12] = [
         RecordKind::SecretMetadata,
         RecordKind::SecretVersion,
         RecordKind::Mount,
@@ -88,6 +90,7 @@ impl RecordKind {
         RecordKind::AuditKey,
         RecordKind::TokenChild,
         RecordKind::KvConfig,
+        RecordKind::WrappedResponse,
     ];
 
     fn from_tag(tag: u8) -> Option<Self> {
@@ -386,6 +389,28 @@ impl Barrier {
             keyring: RwLock::new(None),
             rewrap: RewrapProgress::default(),
         }
+    }
+
+    /// An unsealed barrier over a fresh in-memory store, for unit tests of the engines.
+    #[cfg(test)]
+    pub(crate) fn unsealed_for_tests() -> Arc<Barrier> {
+        let storage: Arc<dyn Storage> = Arc::new(crate::storage::MemoryStorage::new());
+        let keyring = Keyring::create(
+            crate::crypto::SecretKey::generate().unwrap(),
+            crate::keyring::KeyringConfig::default(),
+            Arc::clone(&storage),
+            std::time::SystemTime::now(),
+        )
+        .unwrap();
+        storage
+            .put(
+                crate::keyring::KEYRING_KEY,
+                &keyring.sealed_record().unwrap(),
+            )
+            .unwrap();
+        let barrier = Arc::new(Barrier::new(storage));
+        barrier.unseal(keyring);
+        barrier
     }
 
     /// The store underneath, for the seal's own core records.

@@ -70,3 +70,4 @@ pub mod storage;
 pub mod token;
 pub mod transit;
 pub mod vault;
+pub mod wrapping;

@@ -307,6 +307,11 @@ path "auth/token/renew-self" {
 path "auth/token/revoke-self" {
     capabilities = ["update"]
 }
+
+# Allow a token to wrap arbitrary values in a response-wrapping token
+path "sys/wrapping/wrap" {
+    capabilities = ["update"]
+}
 "#;
 
 /// Stored policies, cached after parsing.

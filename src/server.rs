@@ -207,15 +207,12 @@ impl Server {
                 let text = value
                     .to_str()
                     .map_err(|_| ApiError::bad_request("invalid X-Vault-Wrap-TTL"))?;
-                Some(crate::duration::parse_str(text).map_err(ApiError::bad_request)?)
+                Some(crate::duration::parse_str(text).map_err(|e| {
+                    ApiError::bad_request(format!("error parsing X-Vault-Wrap-TTL header: {e}"))
+                })?)
             }
             None => None,
         };
-        if wrap_ttl.is_some() {
-            return Err(ApiError::bad_request(
-                "response wrapping is not supported yet by vaultd",
-            ));
-        }
 
         let limited = Limited::new(body, self.limits.max_request_bytes);
         let bytes =
@@ -354,6 +351,7 @@ fn build_response(
                 (response.status.unwrap_or(200), Some(body), None)
             } else if response.data.is_none()
                 && response.auth.is_none()
+                && response.wrap_info.is_none()
                 && response.warnings.is_empty()
                 && response.status.is_none()
             {
@@ -365,7 +363,7 @@ fn build_response(
                     "renewable": false,
                     "lease_duration": 0,
                     "data": response.data,
-                    "wrap_info": null,
+                    "wrap_info": response.wrap_info,
                     "warnings": if response.warnings.is_empty() { Value::Null } else { json!(response.warnings) },
                     "auth": response.auth,
                     "mount_type": "",

@@ -267,7 +267,7 @@ impl TokenStore {
         let token = new_token()?;
         let hash = hash_token(&token);
         let entry = TokenEntry {
-            accessor: random_base62(24)?,
+            accessor: new_accessor()?,
             policies,
             parent: parent.map(|(h, _)| h.to_string()),
             display_name: request.display_name.unwrap_or_else(|| "token".into()),
@@ -534,7 +534,12 @@ pub fn hash_token(token: &str) -> String {
 
 /// Whether `token` has the form and checksum of a vaultd token.
 pub fn well_formed(token: &str) -> bool {
-    let Some(body) = token.strip_prefix(TOKEN_PREFIX) else {
+    well_formed_with(token, TOKEN_PREFIX)
+}
+
+/// Whether `token` is `prefix`, then 43 random base62 characters and their checksum.
+pub fn well_formed_with(token: &str, prefix: &str) -> bool {
+    let Some(body) = token.strip_prefix(prefix) else {
         return false;
     };
     if body.len() != RANDOM_CHARS + CHECKSUM_CHARS
@@ -547,11 +552,17 @@ pub fn well_formed(token: &str) -> bool {
 }
 
 fn new_token() -> Result<Zeroizing<String>, ApiError> {
+    new_token_with(TOKEN_PREFIX)
+}
+
+/// A fresh secret: `prefix`, 43 random base62 characters (256 bits) and a 6-character
+/// checksum, so leak scanners can tell it from noise.
+pub fn new_token_with(prefix: &str) -> Result<Zeroizing<String>, ApiError> {
     let random = Zeroizing::new(random_base62(RANDOM_CHARS)?);
     let mut token = Zeroizing::new(String::with_capacity(
-        TOKEN_PREFIX.len() + RANDOM_CHARS + CHECKSUM_CHARS,
+        prefix.len() + RANDOM_CHARS + CHECKSUM_CHARS,
     ));
-    token.push_str(TOKEN_PREFIX);
+    token.push_str(prefix);
     token.push_str(&random);
     token.push_str(&checksum_of(&random));
     Ok(token)
@@ -566,6 +577,11 @@ fn checksum_of(random: &str) -> String {
         n /= 62;
     }
     out.iter().map(|&b| b as char).collect()
+}
+
+/// A fresh accessor: 24 random base62 characters.
+pub fn new_accessor() -> Result<String, ApiError> {
+    random_base62(24)
 }
 
 /// `len` uniformly random base62 characters (rejection sampling, no modulo bias).

@@ -13,6 +13,7 @@ mod rotation;
 mod routes;
 mod sys;
 mod tokens;
+mod wrapping;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -66,6 +67,7 @@ pub struct Vault {
     mounts: MountTable,
     kv: KvEngine,
     transit: crate::transit::TransitEngine,
+    wrapping: crate::wrapping::WrappingStore,
     audit: AuditBroker,
     per_token: Limiter<String>,
     auth_failures: AuthFailures,
@@ -79,6 +81,7 @@ pub struct Vault {
     rotations_failed: std::sync::atomic::AtomicU64,
     rewrap_not_before: std::sync::atomic::AtomicU64,
     transit_not_before: std::sync::atomic::AtomicU64,
+    wrapping_not_before: std::sync::atomic::AtomicU64,
 }
 
 /// What `initialize` hands out, once.
@@ -114,6 +117,7 @@ impl Vault {
                 Arc::clone(&barrier),
                 options.transit_encryption_limit,
             ),
+            wrapping: crate::wrapping::WrappingStore::new(Arc::clone(&barrier)),
             audit: AuditBroker::new(limits.audit_timeout),
             per_token: Limiter::new(
                 limits.requests_per_second_per_token,
@@ -129,6 +133,7 @@ impl Vault {
             rotations_failed: std::sync::atomic::AtomicU64::new(0),
             rewrap_not_before: std::sync::atomic::AtomicU64::new(0),
             transit_not_before: std::sync::atomic::AtomicU64::new(0),
+            wrapping_not_before: std::sync::atomic::AtomicU64::new(0),
             barrier,
             options,
         }
@@ -288,14 +293,24 @@ impl Vault {
             }
         };
         if route.unauthenticated() {
-            return Outcome {
-                result: self.handle_unauthenticated(&route, request),
-                rate: None,
+            let result = if request.wrap_ttl.is_some() {
+                Err(ApiError::bad_request(
+                    "responses of unauthenticated routes cannot be wrapped",
+                ))
+            } else {
+                self.handle_unauthenticated(&route, request)
             };
+            return Outcome { result, rate: None };
         }
         if self.is_sealed() {
             return Outcome {
                 result: Err(ApiError::sealed()),
+                rate: None,
+            };
+        }
+        if route.takes_wrapping_token() {
+            return Outcome {
+                result: self.handle_wrapping_token(&route, request),
                 rate: None,
             };
         }
@@ -390,7 +405,8 @@ impl Vault {
                 .tokens
                 .spend_use(token, now)?
                 .ok_or_else(ApiError::permission_denied)?;
-            self.dispatch(route, request, &spent, now)
+            let result = self.dispatch(route, request, &spent, now);
+            self.wrap_if_asked(request, result, now)
         })();
 
         let result = match self
@@ -500,6 +516,7 @@ impl Vault {
             | Route::RotationRotate(_)
             | Route::RotateConfig => self.rotation_route(route, request, now),
             Route::Metrics => Ok(self.metrics()),
+            Route::WrappingWrap => self.wrap_route(request),
             _ => self.sys_route(route, request, token, now),
         }
     }
@@ -552,13 +569,16 @@ impl Vault {
         entry.insert("type".into(), json!("response"));
         let (status, error, mut data, mut auth, warnings) = match result {
             Ok(response) => (
-                response
-                    .status
-                    .unwrap_or(if response.data.is_some() || response.auth.is_some() {
+                response.status.unwrap_or(
+                    if response.data.is_some()
+                        || response.auth.is_some()
+                        || response.wrap_info.is_some()
+                    {
                         200
                     } else {
                         204
-                    }),
+                    },
+                ),
                 String::new(),
                 response.data.clone().unwrap_or(Value::Null),
                 response.auth.clone().unwrap_or(Value::Null),
@@ -576,6 +596,13 @@ impl Vault {
         if let Some(client_token) = auth.get_mut("client_token") {
             self.audit.hmac_strings(client_token)?;
         }
+        let mut wrap_info = match result {
+            Ok(response) => response.wrap_info.clone().unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        };
+        if let Some(token) = wrap_info.get_mut("token") {
+            self.audit.hmac_strings(token)?;
+        }
         entry.insert(
             "response".into(),
             json!({
@@ -583,6 +610,7 @@ impl Vault {
                 "mount_type": mount_type(&request.path, &self.mounts),
                 "data": data,
                 "auth": auth,
+                "wrap_info": wrap_info,
                 "warnings": warnings,
             }),
         );

@@ -109,7 +109,7 @@ pub enum Command {
 
     /// Read a KV secret.
     #[command(
-        after_help = "Examples:\n  vaultctl get secret/openai/prod\n  vaultctl get secret/openai/prod --field api_key\n  vaultctl get secret/openai/prod --version 2 --format json"
+        after_help = "Examples:\n  vaultctl get secret/openai/prod\n  vaultctl get secret/openai/prod --field api_key\n  vaultctl get secret/openai/prod --version 2 --format json\n  vaultctl get secret/openai/prod --wrap-ttl 5m --field token   (a single-use wrapping token instead)"
     )]
     Get {
         /// The secret's path.
@@ -117,6 +117,21 @@ pub enum Command {
         /// Read this version instead of the latest.
         #[arg(long)]
         version: Option<u64>,
+        /// Wrap the secret for this long (e.g. 5m): print a single-use wrapping token for
+        /// `vaultctl unwrap` instead of the secret.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        wrap_ttl: Option<std::time::Duration>,
+    },
+
+    /// Print what a response-wrapping token holds (the token works once).
+    #[command(
+        after_help = "Examples:\n  vaultctl unwrap                 (asks for the token without echo)\n  vaultctl unwrap - < wrapped.txt\n  vaultctl unwrap @wrapped.txt --field api_key"
+    )]
+    Unwrap {
+        /// `-` to read the wrapping token from standard input, `@file` to read it from a
+        /// file; otherwise it is asked for.
+        #[arg(value_name = "-|@FILE")]
+        stdin: Option<String>,
     },
 
     /// List the secrets under a path.
@@ -539,6 +554,11 @@ pub enum AuditCommand {
         #[arg(short = 'n', long, default_value_t = 20)]
         lines: usize,
     },
+}
+
+/// A duration such as `90s`, `5m` or `1h30m`.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|e| format!("{e}: use e.g. 90s, 5m or 1h30m"))
 }
 
 #[cfg(test)]

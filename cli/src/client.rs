@@ -191,10 +191,22 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Option<Value>, ClientError> {
+        self.request_wrapped(method, path, body, None)
+    }
+
+    /// [`Client::request`], asking with `wrap_ttl` for the response to be wrapped: the body
+    /// then holds `wrap_info` with a single-use wrapping token instead of the response.
+    pub fn request_wrapped(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        wrap_ttl: Option<Duration>,
+    ) -> Result<Option<Value>, ClientError> {
         let started = Instant::now();
         let mut delay = Duration::from_millis(100);
         loop {
-            match self.send(method, path, body) {
+            match self.send(method, path, body, wrap_ttl) {
                 Err(e @ (ClientError::Sealed | ClientError::Unreachable { .. }))
                     if started.elapsed() + delay <= self.settings.wait =>
                 {
@@ -212,6 +224,7 @@ impl Client {
         method: &str,
         path: &str,
         body: Option<&Value>,
+        wrap_ttl: Option<Duration>,
     ) -> Result<Option<Value>, ClientError> {
         let verb =
             reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| ClientError::Decode {
@@ -229,6 +242,9 @@ impl Client {
             .header("X-Vault-Request", "true");
         if let Some(token) = &self.settings.token {
             request = request.header("X-Vault-Token", token.as_str());
+        }
+        if let Some(ttl) = wrap_ttl {
+            request = request.header("X-Vault-Wrap-TTL", format!("{}s", ttl.as_secs()));
         }
         if let Some(body) = body {
             request = request.json(body);
@@ -363,6 +379,47 @@ impl Client {
             data: data["data"].as_object().cloned().unwrap_or_default(),
             metadata: data["metadata"].as_object().cloned().unwrap_or_default(),
         }))
+    }
+
+    /// Reads a KV version 2 secret wrapped for `wrap_ttl`: the answer is the `wrap_info`
+    /// (`token`, `accessor`, `ttl`, `creation_time`, `creation_path`), and the secret is
+    /// handed out once, to whoever unwraps the token first.
+    pub fn kv_get_wrapped(
+        &self,
+        path: &str,
+        version: Option<u64>,
+        wrap_ttl: Duration,
+    ) -> Result<Value, ClientError> {
+        let (mount, rest) = self.kv_mount(path)?;
+        let query = version.map(|v| format!("?version={v}")).unwrap_or_default();
+        let body = self.request_wrapped(
+            "GET",
+            &format!("{mount}data/{rest}{query}"),
+            None,
+            Some(wrap_ttl),
+        )?;
+        body.map(|b| b["wrap_info"].clone())
+            .filter(|info| info.is_object())
+            .ok_or_else(|| ClientError::Decode {
+                path: path.into(),
+                reason: "the answer has no wrap_info".into(),
+            })
+    }
+
+    /// Unwraps a response-wrapping token, presenting it as the request's token (so no other
+    /// token is needed), and returns the response it held. It works once.
+    pub fn unwrap(&self, wrapping_token: Zeroizing<String>) -> Result<Value, ClientError> {
+        let holder = Client::new(self.settings.clone().with_token(wrapping_token))?;
+        holder
+            .request(
+                "POST",
+                "sys/wrapping/unwrap",
+                Some(&Value::Object(Default::default())),
+            )?
+            .ok_or_else(|| ClientError::Decode {
+                path: "sys/wrapping/unwrap".into(),
+                reason: "empty answer".into(),
+            })
     }
 
     /// Writes a new version of a KV version 2 secret; returns its version number.

@@ -224,7 +224,37 @@ fn api_command(client: &Client, command: Command) -> Result<(Output, ExitCode)> 
                 ok,
             )
         }
-        Command::Get { path, version } => {
+        Command::Get {
+            path,
+            version,
+            wrap_ttl: Some(ttl),
+        } => {
+            let info = client.kv_get_wrapped(&path, version, ttl)?;
+            (Output::new(info.clone()).object("", &info).primary(), ok)
+        }
+        Command::Unwrap { stdin } => {
+            let token = input::secret(stdin.as_deref(), "Wrapping token (will be hidden): ")?;
+            let body = client.unwrap(token)?;
+            let output = match (&body["data"]["data"], &body["data"]["metadata"]) {
+                // A wrapped KV read: shown as `get` shows a secret.
+                (Value::Object(_), Value::Object(_)) => Output::new(body["data"].clone())
+                    .object("Metadata", &body["data"]["metadata"])
+                    .object("Data", &body["data"]["data"])
+                    .primary(),
+                _ if body["auth"].is_object() => {
+                    Output::new(body["auth"].clone()).object("", &body["auth"])
+                }
+                _ => Output::new(body["data"].clone())
+                    .object("", &body["data"])
+                    .primary(),
+            };
+            (output, ok)
+        }
+        Command::Get {
+            path,
+            version,
+            wrap_ttl: None,
+        } => {
             let Some(secret) = client.kv_get(&path, version)? else {
                 bail!(
                     "no secret at {path}{}",

@@ -14,3 +14,5 @@ mod login;
 mod snapshots;
 #[path = "vaultctl/support.rs"]
 mod support;
+#[path = "vaultctl/wrap.rs"]
+mod wrap;

@@ -381,6 +381,22 @@ impl Vault {
     }
 
     /// Writes the last reads noted since the previous flush, every ten seconds at most.
+    /// Deletes wrapped responses whose TTL has passed, once a minute.
+    fn sweep_wrapped_responses(&self, now: SystemTime) {
+        let now_ms = millis(now);
+        let not_before = self.wrapping_not_before.load(Ordering::Relaxed);
+        if now_ms < not_before {
+            return;
+        }
+        self.wrapping_not_before
+            .store(now_ms.saturating_add(60_000), Ordering::Relaxed);
+        match self.wrapping.sweep(now) {
+            Ok(0) => {}
+            Ok(removed) => tracing::debug!(removed, "expired wrapped responses deleted"),
+            Err(e) => tracing::debug!(error = %e, "wrapped responses not swept"),
+        }
+    }
+
     fn flush_reads(&self, now: SystemTime) {
         let now_ms = millis(now);
         let last = self.reads.last_flush.load(Ordering::Relaxed);
@@ -460,6 +476,7 @@ impl Vault {
         self.rewrap_if_needed(now);
         self.rotate_transit_keys(now);
         self.flush_reads(now);
+        self.sweep_wrapped_responses(now);
         let mut after = None;
         loop {
             let page = match self.barrier.list(

@@ -78,6 +78,14 @@ pub enum Route<'a> {
     RotateConfig,
     /// `sys/metrics`
     Metrics,
+    /// `sys/wrapping/wrap`
+    WrappingWrap,
+    /// `sys/wrapping/unwrap`
+    WrappingUnwrap,
+    /// `sys/wrapping/lookup`
+    WrappingLookup,
+    /// `sys/wrapping/rewrap`
+    WrappingRewrap,
     /// A path served by a mounted engine.
     Engine(MountEntry, &'a str),
 }
@@ -106,6 +114,10 @@ impl<'a> Route<'a> {
             "sys/rotate/config" => only(op, &[Read, Write], Route::RotateConfig)?,
             "sys/rotation/policy" => only(op, &[List], Route::RotationPolicies)?,
             "sys/metrics" => only(op, &[Read], Route::Metrics)?,
+            "sys/wrapping/wrap" => only(op, &[Write], Route::WrappingWrap)?,
+            "sys/wrapping/unwrap" => only(op, &[Write], Route::WrappingUnwrap)?,
+            "sys/wrapping/lookup" => only(op, &[Write, Read], Route::WrappingLookup)?,
+            "sys/wrapping/rewrap" => only(op, &[Write], Route::WrappingRewrap)?,
             "auth/token/create" => only(op, &[Write], Route::TokenCreate { orphan: false })?,
             "auth/token/create-orphan" => only(op, &[Write], Route::TokenCreate { orphan: true })?,
             "auth/token/lookup" => only(op, &[Write, Read], Route::TokenLookup)?,
@@ -162,6 +174,15 @@ impl<'a> Route<'a> {
         matches!(
             self,
             Route::Init | Route::SealStatus | Route::Unseal | Route::Health | Route::Leader
+        )
+    }
+
+    /// Whether the route is authorised by the wrapping token it names (in the body's `token`
+    /// or as the request's token), not by an auth token and policy.
+    pub fn takes_wrapping_token(&self) -> bool {
+        matches!(
+            self,
+            Route::WrappingUnwrap | Route::WrappingLookup | Route::WrappingRewrap
         )
     }
 

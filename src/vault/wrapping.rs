@@ -1,0 +1,89 @@
+//! Response wrapping in the request pipeline: wrapping a response on the way out, and the
+//! routes that take a wrapping token instead of an auth token.
+
+use std::time::{Instant, SystemTime};
+
+use serde_json::Value;
+
+use super::{Route, Vault};
+use crate::api::{ApiError, Request, Response};
+use crate::wrapping::WrappingStore;
+
+impl Vault {
+    /// `result` as the request asked for it: wrapped if it carries `X-Vault-Wrap-TTL` and
+    /// the response is one that wrapping applies to.
+    pub(super) fn wrap_if_asked(
+        &self,
+        request: &Request,
+        result: Result<Response, ApiError>,
+        now: SystemTime,
+    ) -> Result<Response, ApiError> {
+        match (request.wrap_ttl, result) {
+            (Some(ttl), Ok(response)) if WrappingStore::wraps(&response) => {
+                self.wrapping.wrap(response, &request.path, ttl, now)
+            }
+            (_, result) => result,
+        }
+    }
+
+    /// `sys/wrapping/wrap`: the request's data, which only makes sense wrapped.
+    pub(super) fn wrap_route(&self, request: &Request) -> Result<Response, ApiError> {
+        if request.wrap_ttl.is_none() {
+            return Err(ApiError::bad_request(
+                "endpoint requires response wrapping to be used",
+            ));
+        }
+        Ok(Response::data(Value::Object(request.data.clone())))
+    }
+
+    /// `sys/wrapping/unwrap`, `lookup` and `rewrap`: authorised by the wrapping token itself,
+    /// given in the body's `token` or as the request's token. Audited like every request;
+    /// an unknown token counts as a failed authentication of the caller's address.
+    pub(super) fn handle_wrapping_token(
+        &self,
+        route: &Route<'_>,
+        request: &Request,
+    ) -> Result<Response, ApiError> {
+        let address = request.remote.ip();
+        if let Some(retry_after) = self.auth_failures.delay(address, Instant::now()) {
+            return Err(ApiError::rate_limited(retry_after));
+        }
+        self.audit.log(self.request_entry(request, None, None)?)?;
+        let result = self.act_on_wrapping_token(route, request);
+        match &result {
+            Err(e) if e.status == 400 => self.auth_failures.failed(address, Instant::now()),
+            Ok(_) => self.auth_failures.succeeded(address),
+            Err(_) => {}
+        }
+        self.audit
+            .log(self.response_entry(request, None, &result)?)?;
+        result
+    }
+
+    fn act_on_wrapping_token(
+        &self,
+        route: &Route<'_>,
+        request: &Request,
+    ) -> Result<Response, ApiError> {
+        let now = SystemTime::now();
+        let in_body = match request.data.get("token") {
+            Some(Value::String(token)) if !token.is_empty() => Some(token.as_str()),
+            None | Some(Value::Null) => None,
+            Some(Value::String(_)) => None,
+            Some(_) => return Err(ApiError::bad_request("token must be a string")),
+        };
+        let token = in_body
+            .or(request.token.as_ref().map(|t| t.0.as_str()))
+            .ok_or_else(|| ApiError::bad_request("a wrapping token is required"))?;
+        match route {
+            Route::WrappingUnwrap => {
+                let unwrapped = self.wrapping.unwrap(token, now)?;
+                // Unwrapped and wrapped again, if the unwrap itself asks to be wrapped.
+                self.wrap_if_asked(request, Ok(unwrapped), now)
+            }
+            Route::WrappingLookup => self.wrapping.lookup(token, now),
+            Route::WrappingRewrap => self.wrapping.rewrap(token, now),
+            _ => Err(ApiError::internal("route takes no wrapping token")),
+        }
+    }
+}
