@@ -74,11 +74,13 @@ pub enum RecordKind {
     KvConfig = 11,
     /// A wrapped response, keyed by the SHA-256 of its wrapping token.
     WrappedResponse = 12,
+    /// An auth method's entry: a userpass user or a cert role.
+    AuthEntry = 13,
 }
 
 impl RecordKind {
     /// Every kind, in tag order.
-    pub const ALL: [RecordKind; 12] = [
+    pub const ALL: [RecordKind; 13] = [
         RecordKind::SecretMetadata,
         RecordKind::SecretVersion,
         RecordKind::Mount,
@@ -91,6 +93,7 @@ impl RecordKind {
         RecordKind::TokenChild,
         RecordKind::KvConfig,
         RecordKind::WrappedResponse,
+        RecordKind::AuthEntry,
     ];
 
     fn from_tag(tag: u8) -> Option<Self> {

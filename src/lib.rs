@@ -51,6 +51,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod auth;
 pub mod barrier;
 pub mod config;
 pub mod crypto;

@@ -228,6 +228,23 @@ impl TokenStore {
         self.store_new(parent, request, now)
     }
 
+    /// Creates the token a login hands out: no parent, so it lives as long as its own TTL
+    /// and explicit maximum allow, whoever logged in.
+    pub fn create_login(
+        &self,
+        mut request: NewToken,
+        now: SystemTime,
+    ) -> Result<(Zeroizing<String>, TokenEntry), ApiError> {
+        if request.policies.iter().any(|p| p == "root") {
+            return Err(ApiError::bad_request(
+                "a login cannot hand out the root policy",
+            ));
+        }
+        request.orphan = true;
+        request.never_expires = false;
+        self.store_new(None, request, now)
+    }
+
     fn store_new(
         &self,
         parent: Option<(&str, &TokenEntry)>,

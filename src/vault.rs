@@ -9,6 +9,7 @@
 //! is returned before the response entry is; if either cannot be written the request fails
 //! with 500 `audit log unavailable`.
 
+mod login;
 mod rotation;
 mod routes;
 mod sys;
@@ -68,6 +69,7 @@ pub struct Vault {
     kv: KvEngine,
     transit: crate::transit::TransitEngine,
     wrapping: crate::wrapping::WrappingStore,
+    userpass: crate::auth::userpass::UserpassEngine,
     audit: AuditBroker,
     per_token: Limiter<String>,
     auth_failures: AuthFailures,
@@ -118,6 +120,10 @@ impl Vault {
                 options.transit_encryption_limit,
             ),
             wrapping: crate::wrapping::WrappingStore::new(Arc::clone(&barrier)),
+            userpass: crate::auth::userpass::UserpassEngine::new(
+                Arc::clone(&barrier),
+                limits.max_tracked_clients,
+            ),
             audit: AuditBroker::new(limits.audit_timeout),
             per_token: Limiter::new(
                 limits.requests_per_second_per_token,
@@ -305,6 +311,12 @@ impl Vault {
         if self.is_sealed() {
             return Outcome {
                 result: Err(ApiError::sealed()),
+                rate: None,
+            };
+        }
+        if route.logs_in() {
+            return Outcome {
+                result: self.handle_login(&route, request),
                 rate: None,
             };
         }
@@ -517,6 +529,8 @@ impl Vault {
             | Route::RotateConfig => self.rotation_route(route, request, now),
             Route::Metrics => Ok(self.metrics()),
             Route::WrappingWrap => self.wrap_route(request),
+            Route::Userpass(rest) => self.userpass.handle(rest, request),
+            Route::AuthMethods | Route::AuthMethod(_) => self.auth_methods(route),
             _ => self.sys_route(route, request, token, now),
         }
     }
@@ -714,6 +728,8 @@ fn mount_type(path: &str, mounts: &MountTable) -> &'static str {
         "system"
     } else if path.starts_with("auth/token/") {
         "token"
+    } else if path.starts_with("auth/userpass/") {
+        "userpass"
     } else {
         mounts.resolve(path).map_or("", |(m, _)| m.engine.name())
     }

@@ -79,13 +79,19 @@ pub enum Command {
 
     /// Save a token for later commands (to a 0600 file in your config directory).
     #[command(
-        after_help = "Example: vaultctl login           (asks for the token without echo)\n         vaultctl login - < token.txt"
+        after_help = "Examples:\n  vaultctl login                                  (asks for the token without echo)\n  vaultctl login - < token.txt\n  vaultctl login --method userpass --username alice   (asks for the password)"
     )]
     Login {
-        /// `-` to read the token from standard input, `@file` to read it from a file;
-        /// otherwise it is asked for.
+        /// `-` to read the token (or, with userpass, the password) from standard input,
+        /// `@file` to read it from a file; otherwise it is asked for.
         #[arg(value_name = "-|@FILE")]
         stdin: Option<String>,
+        /// How to log in: with a token, or a user name and password.
+        #[arg(long, value_enum, default_value_t = LoginMethod::Token)]
+        method: LoginMethod,
+        /// The user name, for `--method userpass`.
+        #[arg(long, required_if_eq("method", "userpass"))]
+        username: Option<String>,
     },
 
     /// Forget the saved token.
@@ -554,6 +560,15 @@ pub enum AuditCommand {
         #[arg(short = 'n', long, default_value_t = 20)]
         lines: usize,
     },
+}
+
+/// How `vaultctl login` proves who you are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LoginMethod {
+    /// A token you already have.
+    Token,
+    /// A user name and password (`auth/userpass`).
+    Userpass,
 }
 
 /// A duration such as `90s`, `5m` or `1h30m`.

@@ -406,6 +406,23 @@ impl Client {
             })
     }
 
+    /// Logs in to `auth/userpass` and returns the token it hands out.
+    pub fn login_userpass(
+        &self,
+        username: &str,
+        password: Zeroizing<String>,
+    ) -> Result<Zeroizing<String>, ClientError> {
+        let path = format!("auth/userpass/login/{username}");
+        let body = serde_json::json!({ "password": password.as_str() });
+        let answer = self.request("POST", &path, Some(&body));
+        // Clear this copy of the password; the encoded request body is reqwest's.
+        let mut body = body;
+        if let Some(Value::String(text)) = body.get_mut("password") {
+            zeroize::Zeroize::zeroize(text);
+        }
+        login_token(&path, answer?)
+    }
+
     /// Unwraps a response-wrapping token, presenting it as the request's token (so no other
     /// token is needed), and returns the response it held. It works once.
     pub fn unwrap(&self, wrapping_token: Zeroizing<String>) -> Result<Value, ClientError> {
@@ -566,4 +583,16 @@ mod danger {
             self.0.signature_verification_algorithms.supported_schemes()
         }
     }
+}
+
+/// The `auth.client_token` of a login's answer.
+fn login_token(path: &str, answer: Option<Value>) -> Result<Zeroizing<String>, ClientError> {
+    answer
+        .as_ref()
+        .and_then(|a| a["auth"]["client_token"].as_str())
+        .map(|t| Zeroizing::new(t.to_string()))
+        .ok_or_else(|| ClientError::Decode {
+            path: path.into(),
+            reason: "the answer has no auth.client_token".into(),
+        })
 }

@@ -20,7 +20,8 @@ use vaultd_client::{Client, ClientError, Settings};
 use zeroize::Zeroizing;
 
 use crate::cli::{
-    AuditCommand, Cli, Command, Connection, Operator, PolicyCommand, RotationCommand, TokenCommand,
+    AuditCommand, Cli, Command, Connection, LoginMethod, Operator, PolicyCommand, RotationCommand,
+    TokenCommand,
 };
 use crate::output::Output;
 
@@ -204,8 +205,18 @@ fn api_command(client: &Client, command: Command) -> Result<(Output, ExitCode)> 
             eprintln!("sealed");
             (Output::new(Value::Null), ok)
         }
-        Command::Login { stdin } => {
-            let token = input::secret(stdin.as_deref(), "Token (will be hidden): ")?;
+        Command::Login {
+            stdin,
+            method,
+            username,
+        } => {
+            let token = match (method, username) {
+                (LoginMethod::Userpass, Some(username)) => {
+                    let password = input::secret(stdin.as_deref(), "Password (will be hidden): ")?;
+                    client.login_userpass(&username, password)?
+                }
+                _ => input::secret(stdin.as_deref(), "Token (will be hidden): ")?,
+            };
             let checking = Client::new(client.settings().clone().with_token(token.clone()))?;
             let me = checking
                 .request("GET", "auth/token/lookup-self", None)?

@@ -50,8 +50,9 @@ impl ReadLog {
     /// Notes a read of `path` (mount included) by `token`.
     pub(super) fn record(&self, path: &str, token: &crate::token::Token, now: SystemTime) {
         let at = millis(now);
-        // A person, as far as vaultd can tell: a root token (userpass logins come later).
-        let human = token.entry.is_root();
+        // A person, as far as vaultd can tell: a root token, or one an operator got by
+        // logging in with a password.
+        let human = token.entry.is_root() || token.entry.path.starts_with("auth/userpass/");
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         let entry = pending.entry(path.to_string()).or_default();
         entry.at = at;

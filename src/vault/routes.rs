@@ -86,6 +86,14 @@ pub enum Route<'a> {
     WrappingLookup,
     /// `sys/wrapping/rewrap`
     WrappingRewrap,
+    /// `sys/auth`
+    AuthMethods,
+    /// `sys/auth/:path`
+    AuthMethod(&'a str),
+    /// `auth/userpass/login/:name`
+    UserpassLogin(&'a str),
+    /// Any other path under `auth/userpass/`, with the rest of the path.
+    Userpass(&'a str),
     /// A path served by a mounted engine.
     Engine(MountEntry, &'a str),
 }
@@ -118,6 +126,7 @@ impl<'a> Route<'a> {
             "sys/wrapping/unwrap" => only(op, &[Write], Route::WrappingUnwrap)?,
             "sys/wrapping/lookup" => only(op, &[Write, Read], Route::WrappingLookup)?,
             "sys/wrapping/rewrap" => only(op, &[Write], Route::WrappingRewrap)?,
+            "sys/auth" => only(op, &[Read], Route::AuthMethods)?,
             "auth/token/create" => only(op, &[Write], Route::TokenCreate { orphan: false })?,
             "auth/token/create-orphan" => only(op, &[Write], Route::TokenCreate { orphan: true })?,
             "auth/token/lookup" => only(op, &[Write, Read], Route::TokenLookup)?,
@@ -156,6 +165,12 @@ impl<'a> Route<'a> {
                     only(op, &[Read, Write, Delete], Route::RotationPolicy(path))?
                 } else if let Some(path) = tail(trimmed, "sys/rotation/rotate/") {
                     only(op, &[Write], Route::RotationRotate(path))?
+                } else if let Some(name) = tail(trimmed, "auth/userpass/login/") {
+                    only(op, &[Write], Route::UserpassLogin(name))?
+                } else if let Some(rest) = tail(trimmed, "auth/userpass/") {
+                    Route::Userpass(rest)
+                } else if let Some(path) = tail(trimmed, "sys/auth/") {
+                    only(op, &[Read, Write, Delete], Route::AuthMethod(path))?
                 } else if path.starts_with("sys/") || path.starts_with("auth/") {
                     return Err(ApiError::unsupported_path(path));
                 } else {
@@ -175,6 +190,12 @@ impl<'a> Route<'a> {
             self,
             Route::Init | Route::SealStatus | Route::Unseal | Route::Health | Route::Leader
         )
+    }
+
+    /// Whether the route is a login: it needs an unsealed vault but no token, and answers a
+    /// new one.
+    pub fn logs_in(&self) -> bool {
+        matches!(self, Route::UserpassLogin(_))
     }
 
     /// Whether the route is authorised by the wrapping token it names (in the body's `token`
@@ -197,6 +218,7 @@ impl<'a> Route<'a> {
             | Route::RotateConfig
             | Route::KeyStatus => true,
             Route::Mount(_) => op != Operation::Read,
+            Route::AuthMethod(_) => op != Operation::Read,
             Route::TokenCreate { orphan: true } => true,
             _ => false,
         }

@@ -114,6 +114,15 @@ impl Vault {
         home
     }
 
+    /// A client of the library with the root token, for setting up what vaultctl has no
+    /// command for.
+    pub fn root_client(&self) -> vaultd_client::Client {
+        let mut settings = vaultd_client::Settings::new(self.addr.clone())
+            .with_token(zeroize::Zeroizing::new(self.root_token.clone()));
+        settings.ca_cert = Some(self.ca_cert.clone());
+        vaultd_client::Client::new(settings).unwrap()
+    }
+
     /// `vaultctl` with this vault's address, CA and root token, the test's home directory,
     /// and no other `VAULT_*` variable from the environment the tests run in.
     pub fn vaultctl(&self) -> Command {
