@@ -67,7 +67,13 @@ pub struct Request {
     pub remote: SocketAddr,
     /// `X-Vault-Wrap-TTL`, if sent.
     pub wrap_ttl: Option<Duration>,
+    /// The certificate chain the client presented in the TLS handshake, leaf first, if it
+    /// presented one. Proven held by the client, but not checked against any CA.
+    pub client_certificates: Option<ClientCertificates>,
 }
+
+/// A client's certificate chain, shared by every request of its connection.
+pub type ClientCertificates = std::sync::Arc<Vec<rustls_pki_types::CertificateDer<'static>>>;
 
 impl fmt::Debug for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -2,10 +2,13 @@
 //!
 //! - [`userpass`]: operators, by name and password (Argon2id hashes, password rules, a delay
 //!   per address and user after repeated failures).
+//! - [`cert`]: services, by the TLS client certificate of their connection, checked against
+//!   the CA of a role.
 //!
 //! Both hand out ordinary tokens with no parent ([`crate::token::TokenStore::create_login`]),
 //! so everything a token can do, and every way to revoke one, applies to them.
 
+pub mod cert;
 pub mod userpass;
 
 use std::collections::HashMap;
@@ -45,6 +48,50 @@ pub(crate) fn check_entry_name(what: &str, name: &str) -> Result<(), ApiError> {
         )));
     }
     Ok(())
+}
+
+/// Token options of Vault's auth methods that vaultd does not enforce. Each would restrict
+/// the token a login hands out, so a role or user that sets one is refused rather than
+/// given a token that can do more than it says.
+pub(crate) const UNENFORCED_TOKEN_FIELDS: [&str; 5] = [
+    "token_bound_cidrs",
+    "token_explicit_max_ttl",
+    "token_no_default_policy",
+    "token_num_uses",
+    "token_period",
+];
+
+/// Refuses any of `names` that is set to something other than an empty or zero value;
+/// `token_type` may only be `default` or `service`.
+pub(crate) fn refuse_unenforced(
+    fields: &mut crate::api::Fields<'_>,
+    names: &[&'static str],
+) -> Result<(), ApiError> {
+    use serde_json::Value;
+    for &name in names {
+        let set = match fields.value(name) {
+            None | Some(Value::Null) => false,
+            Some(Value::String(s)) => !s.is_empty() && s != "0" && s != "false",
+            Some(Value::Bool(b)) => *b,
+            Some(Value::Number(n)) => n.as_f64() != Some(0.0),
+            Some(Value::Array(a)) => !a.is_empty(),
+            Some(Value::Object(o)) => !o.is_empty(),
+        };
+        if set {
+            return Err(ApiError::bad_request(format!(
+                "{name} is not supported by vaultd: it is refused rather than ignored, so that no login gets more than it says"
+            )));
+        }
+    }
+    match fields.value("token_type") {
+        None | Some(serde_json::Value::Null) => Ok(()),
+        Some(serde_json::Value::String(t)) if ["", "default", "service"].contains(&t.as_str()) => {
+            Ok(())
+        }
+        Some(_) => Err(ApiError::bad_request(
+            "token_type must be default or service: vaultd has no batch tokens",
+        )),
+    }
 }
 
 /// Failed logins per client address and user, so that guessing one user's password from one

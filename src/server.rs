@@ -27,7 +27,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 use zeroize::Zeroizing;
 
-use crate::api::{ApiError, ClientToken, Operation, Request, Response};
+use crate::api::{ApiError, ClientCertificates, ClientToken, Operation, Request, Response};
 use crate::config::Limits;
 use crate::limits::{Allowed, Limiter};
 use crate::vault::{Outcome, Vault};
@@ -87,9 +87,16 @@ impl Server {
                         return;
                     }
                 };
+                let certificates: Option<ClientCertificates> =
+                    tls.get_ref().1.peer_certificates().map(|chain| {
+                        Arc::new(chain.iter().map(|c| c.clone().into_owned()).collect())
+                    });
                 let service = service_fn(move |request| {
                     let server = Arc::clone(&server);
-                    async move { Ok::<_, Infallible>(server.respond(remote, request).await) }
+                    let certificates = certificates.clone();
+                    async move {
+                        Ok::<_, Infallible>(server.respond(remote, certificates, request).await)
+                    }
                 });
                 let result = http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -106,6 +113,7 @@ impl Server {
     async fn respond(
         self: Arc<Self>,
         remote: SocketAddr,
+        certificates: Option<ClientCertificates>,
         request: hyper::Request<Incoming>,
     ) -> HttpResponse {
         let id = uuid::Uuid::new_v4().to_string();
@@ -129,7 +137,8 @@ impl Server {
                 }
                 Ok(allowed) => match self.parse(&id, remote, request).await {
                     Err(e) => (Err(e), Some(allowed)),
-                    Ok(parsed) => {
+                    Ok(mut parsed) => {
+                        parsed.client_certificates = certificates;
                         let vault = Arc::clone(&self.vault);
                         let outcome = tokio::task::spawn_blocking(move || {
                             let outcome = vault.handle(&parsed);
@@ -254,6 +263,7 @@ impl Server {
             token,
             remote,
             wrap_ttl,
+            client_certificates: None,
         })
     }
 }

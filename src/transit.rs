@@ -1626,6 +1626,7 @@ impl Request {
             token: None,
             remote: self.remote,
             wrap_ttl: self.wrap_ttl,
+            client_certificates: self.client_certificates.clone(),
         }
     }
 }

@@ -70,6 +70,7 @@ pub struct Vault {
     transit: crate::transit::TransitEngine,
     wrapping: crate::wrapping::WrappingStore,
     userpass: crate::auth::userpass::UserpassEngine,
+    cert: crate::auth::cert::CertEngine,
     audit: AuditBroker,
     per_token: Limiter<String>,
     auth_failures: AuthFailures,
@@ -120,6 +121,7 @@ impl Vault {
                 options.transit_encryption_limit,
             ),
             wrapping: crate::wrapping::WrappingStore::new(Arc::clone(&barrier)),
+            cert: crate::auth::cert::CertEngine::new(Arc::clone(&barrier)),
             userpass: crate::auth::userpass::UserpassEngine::new(
                 Arc::clone(&barrier),
                 limits.max_tracked_clients,
@@ -530,6 +532,7 @@ impl Vault {
             Route::Metrics => Ok(self.metrics()),
             Route::WrappingWrap => self.wrap_route(request),
             Route::Userpass(rest) => self.userpass.handle(rest, request),
+            Route::Cert(rest) => self.cert.handle(rest, request),
             Route::AuthMethods | Route::AuthMethod(_) => self.auth_methods(route),
             _ => self.sys_route(route, request, token, now),
         }
@@ -730,6 +733,8 @@ fn mount_type(path: &str, mounts: &MountTable) -> &'static str {
         "token"
     } else if path.starts_with("auth/userpass/") {
         "userpass"
+    } else if path.starts_with("auth/cert/") {
+        "cert"
     } else {
         mounts.resolve(path).map_or("", |(m, _)| m.engine.name())
     }

@@ -79,7 +79,7 @@ pub enum Command {
 
     /// Save a token for later commands (to a 0600 file in your config directory).
     #[command(
-        after_help = "Examples:\n  vaultctl login                                  (asks for the token without echo)\n  vaultctl login - < token.txt\n  vaultctl login --method userpass --username alice   (asks for the password)"
+        after_help = "Examples:\n  vaultctl login                                  (asks for the token without echo)\n  vaultctl login - < token.txt\n  vaultctl login --method userpass --username alice   (asks for the password)\n  VAULT_CLIENT_CERT=svc.pem VAULT_CLIENT_KEY=svc.key vaultctl login --method cert"
     )]
     Login {
         /// `-` to read the token (or, with userpass, the password) from standard input,
@@ -92,6 +92,10 @@ pub enum Command {
         /// The user name, for `--method userpass`.
         #[arg(long, required_if_eq("method", "userpass"))]
         username: Option<String>,
+        /// The cert role to log in through, for `--method cert` (default: any that takes
+        /// the certificate).
+        #[arg(long)]
+        role: Option<String>,
     },
 
     /// Forget the saved token.
@@ -211,6 +215,11 @@ pub enum Command {
         /// NAME=path#field, repeatable.
         #[arg(long = "env", required = true, value_name = "NAME=PATH#FIELD")]
         env: Vec<String>,
+        /// Log in first with the client certificate of VAULT_CLIENT_CERT and
+        /// VAULT_CLIENT_KEY (`cert`) instead of using VAULT_TOKEN; the token is used for the
+        /// reads only, never saved or passed on.
+        #[arg(long, value_name = "METHOD", value_parser = ["cert"])]
+        login: Option<String>,
         /// How long to wait for a sealed or unreachable vault, in seconds.
         #[arg(long, default_value_t = 30)]
         wait: u64,
@@ -569,6 +578,8 @@ pub enum LoginMethod {
     Token,
     /// A user name and password (`auth/userpass`).
     Userpass,
+    /// The client certificate of VAULT_CLIENT_CERT and VAULT_CLIENT_KEY (`auth/cert`).
+    Cert,
 }
 
 /// A duration such as `90s`, `5m` or `1h30m`.

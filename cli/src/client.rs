@@ -423,6 +423,24 @@ impl Client {
         login_token(&path, answer?)
     }
 
+    /// Logs in to `auth/cert` with the client certificate of [`Settings::client_identity`]
+    /// (through the role `role`, or any role that takes it) and returns the token it hands
+    /// out.
+    pub fn login_cert(&self, role: Option<&str>) -> Result<Zeroizing<String>, ClientError> {
+        if self.settings.client_identity.is_none() {
+            return Err(ClientError::Decode {
+                path: "auth/cert/login".into(),
+                reason: "no client certificate: set VAULT_CLIENT_CERT and VAULT_CLIENT_KEY".into(),
+            });
+        }
+        let body = match role {
+            Some(name) => serde_json::json!({ "name": name }),
+            None => serde_json::json!({}),
+        };
+        let answer = self.request("POST", "auth/cert/login", Some(&body))?;
+        login_token("auth/cert/login", answer)
+    }
+
     /// Unwraps a response-wrapping token, presenting it as the request's token (so no other
     /// token is needed), and returns the response it held. It works once.
     pub fn unwrap(&self, wrapping_token: Zeroizing<String>) -> Result<Value, ClientError> {

@@ -117,7 +117,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             return Ok(ExitCode::SUCCESS);
         }
-        Command::Exec { env, wait, command } => return exec(&connection, &env, wait, &command),
+        Command::Exec {
+            env,
+            login,
+            wait,
+            command,
+        } => return exec(&connection, &env, login.is_some(), wait, &command),
         command => {
             let client = client(&connection, Duration::ZERO)?;
             let (output, code) = api_command(&client, command)?;
@@ -209,12 +214,14 @@ fn api_command(client: &Client, command: Command) -> Result<(Output, ExitCode)> 
             stdin,
             method,
             username,
+            role,
         } => {
             let token = match (method, username) {
                 (LoginMethod::Userpass, Some(username)) => {
                     let password = input::secret(stdin.as_deref(), "Password (will be hidden): ")?;
                     client.login_userpass(&username, password)?
                 }
+                (LoginMethod::Cert, _) => client.login_cert(role.as_deref())?,
                 _ => input::secret(stdin.as_deref(), "Token (will be hidden): ")?,
             };
             let checking = Client::new(client.settings().clone().with_token(token.clone()))?;
@@ -696,10 +703,15 @@ fn save_token(token: &str) -> Result<PathBuf> {
 fn exec(
     connection: &Connection,
     specs: &[String],
+    login_with_cert: bool,
     wait: u64,
     command: &[String],
 ) -> Result<ExitCode> {
-    let client = client(connection, Duration::from_secs(wait))?;
+    let mut client = client(connection, Duration::from_secs(wait))?;
+    if login_with_cert {
+        let token = client.login_cert(None)?;
+        client = Client::new(client.settings().clone().with_token(token))?;
+    }
     let mut values: Vec<(String, Zeroizing<String>)> = Vec::new();
     let mut secrets: std::collections::HashMap<String, vaultd_client::KvSecret> =
         std::collections::HashMap::new();

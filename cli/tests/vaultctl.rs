@@ -6,6 +6,8 @@
 
 #[path = "vaultctl/argv.rs"]
 mod argv;
+#[path = "vaultctl/cert.rs"]
+mod cert;
 #[path = "vaultctl/exec.rs"]
 mod exec;
 #[path = "vaultctl/login.rs"]

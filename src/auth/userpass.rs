@@ -213,6 +213,7 @@ impl UserpassEngine {
         let policies = policies_field(&mut fields)?;
         let ttl = duration_field(&mut fields, "token_ttl", "ttl")?;
         let max_ttl = duration_field(&mut fields, "token_max_ttl", "max_ttl")?;
+        super::refuse_unenforced(&mut fields, &super::UNENFORCED_TOKEN_FIELDS)?;
         let warnings = fields.unknown();
 
         let (mut user, expect) = match &existing {
@@ -382,7 +383,7 @@ fn normalize(name: &str) -> Result<String, ApiError> {
     Ok(name)
 }
 
-fn policies_field(fields: &mut Fields<'_>) -> Result<Option<Vec<String>>, ApiError> {
+pub(crate) fn policies_field(fields: &mut Fields<'_>) -> Result<Option<Vec<String>>, ApiError> {
     let token_policies = fields.strings("token_policies")?;
     let policies = fields.strings("policies")?;
     let Some(mut list) = token_policies.or(policies) else {
@@ -397,7 +398,7 @@ fn policies_field(fields: &mut Fields<'_>) -> Result<Option<Vec<String>>, ApiErr
     Ok(Some(list))
 }
 
-fn duration_field(
+pub(crate) fn duration_field(
     fields: &mut Fields<'_>,
     name: &'static str,
     legacy: &'static str,

@@ -1,14 +1,18 @@
 //! TLS: certificates from PEM files, reloadable on SIGHUP; TLS 1.3 and 1.2 with AEAD suites
-//! only (rustls offers no other kind); optional client certificates.
+//! only (rustls offers no other kind); client certificates requested, never required.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::{
+    DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
+};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -90,7 +94,9 @@ fn load_certified_key(
 }
 
 /// Builds the server configuration: ring provider, TLS 1.3 and 1.2, HTTP/1.1 by ALPN, and
-/// client certificates requested (never required) when `client_ca` is set.
+/// client certificates requested but never required. With `client_ca`, a certificate must
+/// chain to it for the handshake to succeed; without, any certificate whose key the client
+/// proves it holds is taken, and `auth/cert` decides at login whether it names anyone.
 pub fn server_config(
     certificates: Arc<CertificateStore>,
     client_ca: Option<&Path>,
@@ -115,9 +121,75 @@ pub fn server_config(
                 .map_err(|e| format!("{}: {e}", path.display()))?;
             builder.with_client_cert_verifier(verifier)
         }
-        None => builder.with_no_client_auth(),
+        None => builder.with_client_cert_verifier(Arc::new(AnyClientCertificate { provider })),
     };
     let mut config = builder.with_cert_resolver(certificates);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// Takes any client certificate the client proves it holds the key of, and none if the
+/// client sends none. It authorises nothing: a certificate logs in only through an
+/// `auth/cert` role whose CA it chains to, as with Vault's listener and cert method.
+#[derive(Debug)]
+struct AnyClientCertificate {
+    provider: Arc<CryptoProvider>,
+}
+
+impl ClientCertVerifier for AnyClientCertificate {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    // The handshake signature is checked in full: the client must hold the key.
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }

@@ -8,9 +8,10 @@ use super::{Route, Vault};
 use crate::api::{ApiError, Request, Response};
 
 /// The auth methods, all at fixed paths: `(path, type, description)`.
-const METHODS: [(&str, &str, &str); 2] = [
+const METHODS: [(&str, &str, &str); 3] = [
     ("token/", "token", "token based credentials"),
     ("userpass/", "userpass", "operators, by name and password"),
+    ("cert/", "cert", "services, by TLS client certificate"),
 ];
 
 impl Vault {
@@ -29,13 +30,14 @@ impl Vault {
         let now = SystemTime::now();
         let result = match route {
             Route::UserpassLogin(name) => self.userpass.login(name, request, &self.tokens, now),
+            Route::CertLogin => self.cert.login(request, &self.tokens, now),
             _ => Err(ApiError::internal("route is not a login")),
         };
         match &result {
             Err(e)
-                if e.messages
-                    .iter()
-                    .any(|m| m == crate::auth::userpass::INVALID) =>
+                if e.messages.iter().any(|m| {
+                    m == crate::auth::userpass::INVALID || m == crate::auth::cert::INVALID
+                }) =>
             {
                 self.auth_failures.failed(address, Instant::now());
             }
@@ -78,7 +80,7 @@ impl Vault {
                     )))
                 } else {
                     Err(ApiError::bad_request(format!(
-                        "vaultd has no auth method to enable at {path}: its methods are token/ and userpass/, at fixed paths"
+                        "vaultd has no auth method to enable at {path}: its methods are token/, userpass/ and cert/, at fixed paths"
                     )))
                 }
             }

@@ -94,6 +94,10 @@ pub enum Route<'a> {
     UserpassLogin(&'a str),
     /// Any other path under `auth/userpass/`, with the rest of the path.
     Userpass(&'a str),
+    /// `auth/cert/login`
+    CertLogin,
+    /// Any other path under `auth/cert/`, with the rest of the path.
+    Cert(&'a str),
     /// A path served by a mounted engine.
     Engine(MountEntry, &'a str),
 }
@@ -127,6 +131,7 @@ impl<'a> Route<'a> {
             "sys/wrapping/lookup" => only(op, &[Write, Read], Route::WrappingLookup)?,
             "sys/wrapping/rewrap" => only(op, &[Write], Route::WrappingRewrap)?,
             "sys/auth" => only(op, &[Read], Route::AuthMethods)?,
+            "auth/cert/login" => only(op, &[Write], Route::CertLogin)?,
             "auth/token/create" => only(op, &[Write], Route::TokenCreate { orphan: false })?,
             "auth/token/create-orphan" => only(op, &[Write], Route::TokenCreate { orphan: true })?,
             "auth/token/lookup" => only(op, &[Write, Read], Route::TokenLookup)?,
@@ -169,6 +174,8 @@ impl<'a> Route<'a> {
                     only(op, &[Write], Route::UserpassLogin(name))?
                 } else if let Some(rest) = tail(trimmed, "auth/userpass/") {
                     Route::Userpass(rest)
+                } else if let Some(rest) = tail(trimmed, "auth/cert/") {
+                    Route::Cert(rest)
                 } else if let Some(path) = tail(trimmed, "sys/auth/") {
                     only(op, &[Read, Write, Delete], Route::AuthMethod(path))?
                 } else if path.starts_with("sys/") || path.starts_with("auth/") {
@@ -195,7 +202,7 @@ impl<'a> Route<'a> {
     /// Whether the route is a login: it needs an unsealed vault but no token, and answers a
     /// new one.
     pub fn logs_in(&self) -> bool {
-        matches!(self, Route::UserpassLogin(_))
+        matches!(self, Route::UserpassLogin(_) | Route::CertLogin)
     }
 
     /// Whether the route is authorised by the wrapping token it names (in the body's `token`

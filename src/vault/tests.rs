@@ -85,6 +85,7 @@ impl Harness {
             token: Some(ClientToken(Zeroizing::new(self.token.clone()))),
             remote: SocketAddr::from(([127, 0, 0, 1], 1)),
             wrap_ttl: None,
+            client_certificates: None,
         };
         self.vault.handle(&request).result.map(|r| r.data)
     }
@@ -126,6 +127,7 @@ fn generate_every(harness: &Harness, path: &str, period: &str, created: SystemTi
                 token: None,
                 remote: SocketAddr::from(([127, 0, 0, 1], 1)),
                 wrap_ttl: None,
+                client_certificates: None,
             },
             created,
         )
@@ -239,6 +241,7 @@ fn keyring_rotation_on_schedule_happens_once_per_due_date() {
                 token: None,
                 remote: SocketAddr::from(([127, 0, 0, 1], 1)),
                 wrap_ttl: None,
+                client_certificates: None,
             },
             at(0.0),
         )
@@ -280,6 +283,7 @@ fn manual_policies_only_report() {
                 token: None,
                 remote: SocketAddr::from(([127, 0, 0, 1], 1)),
                 wrap_ttl: None,
+                client_certificates: None,
             },
             at(0.0),
         )
@@ -372,6 +376,7 @@ fn provider_keys_are_checked_and_only_fingerprinted() {
             token: Some(ClientToken(Zeroizing::new(harness.token.clone()))),
             remote: SocketAddr::from(([127, 0, 0, 1], 1)),
             wrap_ttl: None,
+            client_certificates: None,
         };
         harness.vault.handle(&request).result.unwrap().warnings
     };
@@ -445,6 +450,7 @@ fn a_read_by_a_person_makes_the_key_due_when_asked() {
                 token: None,
                 remote: SocketAddr::from(([127, 0, 0, 1], 1)),
                 wrap_ttl: None,
+                client_certificates: None,
             },
             at(0.0),
         )

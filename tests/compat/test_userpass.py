@@ -155,3 +155,20 @@ def test_the_bao_cli_logs_in_with_a_password(dev_vault: RunningVault, unique: st
     )
     methods = dev_vault.bao_json("auth", "list", "-format=json")
     assert methods["userpass/"]["type"] == "userpass"
+
+
+def test_a_login_answers_as_openbao_does(dev_vault: RunningVault, openbao: hvac.Client, unique: str):
+    try:
+        openbao.sys.enable_auth_method("userpass")
+    except hvac.exceptions.InvalidRequest:
+        pass  # enabled by an earlier test of this session
+    answers = []
+    for admin, client in [(dev_vault.client(), dev_vault.client(token="")), (openbao, hvac.Client(url=openbao.url))]:
+        admin.auth.userpass.create_or_update_user(username=unique, password=PASSWORD, policies=["default"])
+        answers.append(client.auth.userpass.login(username=unique, password=PASSWORD)["auth"])
+        with pytest.raises(hvac.exceptions.InvalidRequest, match=INVALID):
+            client.auth.userpass.login(username=unique, password="Wrong-Guess-1234")
+    ours, theirs = answers
+    assert set(theirs) <= set(ours), set(theirs) - set(ours)
+    for key in ("policies", "token_policies", "metadata", "renewable", "token_type", "orphan"):
+        assert ours[key] == theirs[key], key

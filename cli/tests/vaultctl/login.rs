@@ -69,7 +69,11 @@ fn a_userpass_login_reads_the_password_from_stdin_and_saves_the_token() {
 
     let output = login("Tangerine-Kettle-47-Orbit");
     assert!(output.status.success(), "{}", describe(&output));
-    assert!(!describe(&output).contains("Tangerine"), "{}", describe(&output));
+    assert!(
+        !describe(&output).contains("Tangerine"),
+        "{}",
+        describe(&output)
+    );
     let name = vault
         .vaultctl()
         .env("VAULT_TOKEN", "")
