@@ -35,6 +35,19 @@ pub(crate) fn entry_id(method: &str, name: &str) -> Result<RecordId, ApiError> {
     )?)
 }
 
+/// The names of an auth method's entries: its users or its roles.
+pub(crate) fn entry_names(
+    barrier: &crate::barrier::Barrier,
+    method: &str,
+) -> Result<Vec<String>, ApiError> {
+    let prefix = format!("{method}/");
+    Ok(barrier
+        .list_all(RecordKind::AuthEntry, MountId::SYSTEM, &prefix)?
+        .into_iter()
+        .filter_map(|id| id.path.strip_prefix(&prefix).map(String::from))
+        .collect())
+}
+
 /// Names of users and roles: 1 to 128 letters, digits, `-`, `_`, `.` or `@`.
 pub(crate) fn check_entry_name(what: &str, name: &str) -> Result<(), ApiError> {
     if name.is_empty()

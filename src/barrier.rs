@@ -578,6 +578,25 @@ impl Barrier {
             .collect())
     }
 
+    /// Every record of `kind` in `mount` whose path starts with `prefix`, read in pages. For
+    /// sets that stay small (keys of a mount, users, roles); page with [`Barrier::list`]
+    /// where a set can grow without bound and the work can go page by page.
+    pub fn list_all(
+        &self,
+        kind: RecordKind,
+        mount: MountId,
+        prefix: &str,
+    ) -> Result<Vec<RecordId>, BarrierError> {
+        let mut all = Vec::new();
+        loop {
+            let page = self.list(kind, mount, prefix, all.last(), 256)?;
+            if page.is_empty() {
+                return Ok(all);
+            }
+            all.extend(page);
+        }
+    }
+
     /// Adds a key term and makes it active for new writes.
     pub fn rotate(&self, now: SystemTime) -> Result<KeyTerm, BarrierError> {
         Ok(self.keyring()?.rotate(now)?)

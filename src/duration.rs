@@ -90,7 +90,13 @@ pub fn format(duration: Duration) -> String {
 
 /// Formats a time as RFC 3339 in UTC with nanoseconds, as Vault's timestamps are.
 pub fn timestamp(time: SystemTime) -> String {
-    humantime::format_rfc3339_nanos(time).to_string()
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    // humantime cannot write years past 9999; such a time is shown as the last it can.
+    if write!(text, "{}", humantime::format_rfc3339_nanos(time)).is_err() {
+        return "9999-12-31T23:59:59.999999999Z".into();
+    }
+    text
 }
 
 /// Parses an RFC 3339 timestamp.
@@ -148,6 +154,12 @@ mod tests {
         assert_eq!(format(Duration::from_secs(90)), "1m30s");
         assert_eq!(format(Duration::from_secs(3600)), "1h0m0s");
         assert_eq!(format(Duration::from_secs(2_764_800)), "768h0m0s");
+    }
+
+    #[test]
+    fn times_past_the_year_9999_do_not_panic() {
+        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(300_000_000_000);
+        assert_eq!(timestamp(far), "9999-12-31T23:59:59.999999999Z");
     }
 
     #[test]

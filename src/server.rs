@@ -216,9 +216,17 @@ impl Server {
                 let text = value
                     .to_str()
                     .map_err(|_| ApiError::bad_request("invalid X-Vault-Wrap-TTL"))?;
-                Some(crate::duration::parse_str(text).map_err(|e| {
+                let ttl = crate::duration::parse_str(text).map_err(|e| {
                     ApiError::bad_request(format!("error parsing X-Vault-Wrap-TTL header: {e}"))
-                })?)
+                })?;
+                // Checked before anything runs: a request whose answer cannot be wrapped must
+                // not be carried out and then fail.
+                if ttl < Duration::from_secs(1) || ttl > crate::wrapping::MAX_WRAP_TTL {
+                    return Err(ApiError::bad_request(
+                        "X-Vault-Wrap-TTL must be between 1s and 768h",
+                    ));
+                }
+                Some(ttl)
             }
             None => None,
         };

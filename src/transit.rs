@@ -15,6 +15,7 @@ mod counter;
 mod import;
 mod pkcs8;
 
+use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -541,26 +542,12 @@ impl TransitEngine {
     }
 
     fn key_names(&self, mount: MountId) -> Result<Vec<String>, ApiError> {
-        let mut keys = Vec::new();
-        let mut after = None;
-        loop {
-            let page = self.barrier.list(
-                RecordKind::TransitKey,
-                mount,
-                "policy/",
-                after.as_ref(),
-                256,
-            )?;
-            let Some(last) = page.last().cloned() else {
-                break;
-            };
-            keys.extend(
-                page.iter()
-                    .filter_map(|id| id.path.strip_prefix("policy/").map(String::from)),
-            );
-            after = Some(last);
-        }
-        Ok(keys)
+        Ok(self
+            .barrier
+            .list_all(RecordKind::TransitKey, mount, "policy/")?
+            .into_iter()
+            .filter_map(|id| id.path.strip_prefix("policy/").map(String::from))
+            .collect())
     }
 
     fn read_key(&self, mount: MountId, name: &str) -> Result<Response, ApiError> {
@@ -688,23 +675,7 @@ impl TransitEngine {
                 .map(|r| r.with_warnings(warnings));
         }
         let material = KeyVersion::generate(key_type, now)?;
-        let policy_body = encode(&policy)?;
-        let version_body = Zeroizing::new(encode(&material)?);
-        let (pid, vid) = (policy_id(mount, name)?, version_id(mount, name, 1)?);
-        self.barrier
-            .commit(&[
-                Change::Put {
-                    id: &pid,
-                    value: &policy_body,
-                    expect: Expect::Absent,
-                },
-                Change::Put {
-                    id: &vid,
-                    value: &version_body,
-                    expect: Expect::Absent,
-                },
-            ])
-            .map_err(conflict)?;
+        self.put_with_version(mount, &policy, Expect::Absent, 1, &material)?;
         self.read_key(mount, name)
             .map(|r| r.with_warnings(warnings))
     }
@@ -717,7 +688,8 @@ impl TransitEngine {
             ));
         }
         let pid = policy_id(mount, name)?;
-        let versions = (1..=policy.latest_version)
+        // Trimmed versions and their counts are gone already.
+        let versions = (policy.min_available_version.max(1)..=policy.latest_version)
             .flat_map(|v| [version_id(mount, name, v), counter::uses_id(mount, name, v)])
             .collect::<Result<Vec<_>, _>>()?;
         let mut changes = vec![Change::Delete {
@@ -825,14 +797,34 @@ impl TransitEngine {
             .ok_or_else(|| ApiError::bad_request("key versions exhausted"))?;
         let material = KeyVersion::generate(policy.key_type, now)?;
         policy.latest_version = version;
+        self.put_with_version(
+            mount,
+            &policy,
+            Expect::Generation(generation),
+            version,
+            &material,
+        )?;
+        Ok(version)
+    }
+
+    /// Writes `policy` (if `expect` holds) and its new key version `version` in one commit.
+    fn put_with_version(
+        &self,
+        mount: MountId,
+        policy: &KeyPolicy,
+        expect: Expect,
+        version: u32,
+        material: &KeyVersion,
+    ) -> Result<(), ApiError> {
+        let name = &policy.name;
         let (pid, vid) = (policy_id(mount, name)?, version_id(mount, name, version)?);
-        let (policy_body, version_body) = (encode(&policy)?, Zeroizing::new(encode(&material)?));
+        let (policy_body, version_body) = (encode(policy)?, Zeroizing::new(encode(material)?));
         self.barrier
             .commit(&[
                 Change::Put {
                     id: &pid,
                     value: &policy_body,
-                    expect: Expect::Generation(generation),
+                    expect,
                 },
                 Change::Put {
                     id: &vid,
@@ -841,7 +833,7 @@ impl TransitEngine {
                 },
             ])
             .map_err(conflict)?;
-        Ok(version)
+        Ok(())
     }
 
     fn trim_key(
@@ -1294,9 +1286,13 @@ impl TransitEngine {
                 "key {name:?} already exists"
             )));
         }
-        let (old_latest, expect) = match &existing {
-            Some((old, generation)) => (old.latest_version, Expect::Generation(*generation)),
-            None => (0, Expect::Absent),
+        let (old_versions, expect) = match &existing {
+            Some((old, generation)) => (
+                old.min_available_version.max(1)..=old.latest_version,
+                Expect::Generation(*generation),
+            ),
+            // No key yet: no old versions.
+            None => (RangeInclusive::new(1, 0), Expect::Absent),
         };
         let pid = policy_id(mount, &name)?;
         let policy_body = encode(&policy)?;
@@ -1309,13 +1305,19 @@ impl TransitEngine {
                 ))
             })
             .collect::<Result<Vec<_>, ApiError>>()?;
-        // The replaced key's versions that the backup does not have, and every use count.
-        let last = old_latest.max(policy.latest_version);
+        // The replaced key's versions that the backup does not have, and the use counts of
+        // both. Each range holds only versions that exist (the backup carries every one it
+        // names), so neither can be made huge by a crafted version number.
         let kept = policy.min_available_version.max(1)..=policy.latest_version;
-        let stale = (1..=last)
+        let stale = old_versions
+            .clone()
             .filter(|v| !kept.contains(v))
             .map(|v| version_id(mount, &name, v))
-            .chain((1..=last).map(|v| counter::uses_id(mount, &name, v)))
+            .chain(
+                old_versions
+                    .chain(kept.clone())
+                    .map(|v| counter::uses_id(mount, &name, v)),
+            )
             .collect::<Result<Vec<_>, _>>()?;
         let mut changes = vec![Change::Put {
             id: &pid,

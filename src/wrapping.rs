@@ -24,7 +24,7 @@ pub const WRAPPING_TOKEN_PREFIX: &str = "vdw_";
 pub const MAX_WRAP_TTL: Duration = Duration::from_secs(768 * 3600);
 
 /// The answer to a wrapping token that is unknown, used, expired or malformed, as Vault's.
-const NOT_VALID: &str = "wrapping token is not valid or does not exist";
+pub const NOT_VALID: &str = "wrapping token is not valid or does not exist";
 
 /// What is kept for one wrapping token. The response is sealed by the barrier like every
 /// record.
@@ -243,8 +243,15 @@ impl WrappingStore {
             .barrier
             .get(&id)?
             .ok_or_else(|| ApiError::bad_request(NOT_VALID))?;
-        let wrapped: Wrapped = serde_json::from_slice(&record.value)
-            .map_err(|e| ApiError::internal(format!("wrapped response does not parse: {e}")))?;
+        // The error's kind and place only: its text could quote the wrapped secret.
+        let wrapped: Wrapped = serde_json::from_slice(&record.value).map_err(|e| {
+            ApiError::internal(format!(
+                "wrapped response does not parse ({:?} at line {}, column {})",
+                e.classify(),
+                e.line(),
+                e.column()
+            ))
+        })?;
         if wrapped.expired(now) {
             let _ = self
                 .barrier

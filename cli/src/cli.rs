@@ -582,9 +582,14 @@ pub enum LoginMethod {
     Cert,
 }
 
-/// A duration such as `90s`, `5m` or `1h30m`.
+/// A wrap TTL such as `90s`, `5m` or `1h30m`: whole seconds, at least one.
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    humantime::parse_duration(text.trim()).map_err(|e| format!("{e}: use e.g. 90s, 5m or 1h30m"))
+    let ttl = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{e}: use e.g. 90s, 5m or 1h30m"))?;
+    if ttl.as_secs() == 0 || ttl.subsec_nanos() != 0 {
+        return Err("use whole seconds, at least 1s (e.g. 90s, 5m or 1h30m)".into());
+    }
+    Ok(ttl)
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use x509_parser::extensions::GeneralName;
 use super::userpass::{duration_field, policies_field};
 use super::{UNENFORCED_TOKEN_FIELDS, check_entry_name, entry_id, refuse_unenforced};
 use crate::api::{ApiError, Fields, Operation, Request, Response};
-use crate::barrier::{Barrier, Expect, MountId, RecordKind};
+use crate::barrier::{Barrier, Expect};
 use crate::token::{MAX_TTL, NewToken, TokenStore};
 
 /// The TTL of a login token when the role sets none.
@@ -111,7 +111,7 @@ impl CertEngine {
         let only = fields.string("name")?.filter(|n| !n.is_empty());
         let names = match &only {
             Some(name) => {
-                check_entry_name("role", name)?;
+                check_entry_name("role", name).map_err(|_| refuse("malformed role name"))?;
                 vec![name.clone()]
             }
             None => self.role_names()?,
@@ -180,25 +180,7 @@ impl CertEngine {
     }
 
     fn role_names(&self) -> Result<Vec<String>, ApiError> {
-        let mut names = Vec::new();
-        let mut after = None;
-        loop {
-            let page = self.barrier.list(
-                RecordKind::AuthEntry,
-                MountId::SYSTEM,
-                "cert/",
-                after.as_ref(),
-                256,
-            )?;
-            let Some(last) = page.last().cloned() else {
-                return Ok(names);
-            };
-            names.extend(
-                page.iter()
-                    .filter_map(|id| id.path.strip_prefix("cert/").map(String::from)),
-            );
-            after = Some(last);
-        }
+        super::entry_names(&self.barrier, "cert")
     }
 
     fn role(&self, name: &str) -> Result<Option<Role>, ApiError> {
@@ -248,7 +230,17 @@ impl CertEngine {
             .string("certificate")?
             .filter(|c| !c.trim().is_empty())
             .ok_or_else(|| ApiError::bad_request("missing certificate"))?;
-        anchors_of(&certificate)?;
+        let anchors = anchors_of(&certificate)?;
+        let now = UnixTime::now();
+        if anchors.iter().all(|der| {
+            !valid_at(der, now)
+                && x509_parser::parse_x509_certificate(der.as_ref())
+                    .is_ok_and(|(_, c)| c.validity().not_after.timestamp() < now.as_secs() as i64)
+        }) {
+            return Err(ApiError::bad_request(
+                "invalid certificate: every certificate of the role has expired",
+            ));
+        }
         let allowed_common_names = fields.strings("allowed_common_names")?.unwrap_or_default();
         let allowed_dns_sans = fields.strings("allowed_dns_sans")?.unwrap_or_default();
         let token_policies = policies_field(&mut fields)?.unwrap_or_default();
@@ -300,11 +292,17 @@ impl Role {
         at: UnixTime,
     ) -> Result<(), String> {
         let anchors_der = anchors_of(&self.certificate).map_err(|e| e.to_string())?;
+        // webpki keeps only an anchor's name and key, not its validity: a role's CA that
+        // has expired, or is not valid yet, vouches for no one, as with Go's checks.
         let anchors = anchors_der
             .iter()
-            .map(|der| webpki::anchor_from_trusted_cert(der).map(|a| a.to_owned()))
+            .filter(|der| valid_at(der, at))
+            .map(|der| webpki::anchor_from_trusted_cert(der))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("role certificate: {e}"))?;
+        if anchors.is_empty() {
+            return Err("the role's certificates are all outside their validity period".into());
+        }
         let end_entity =
             webpki::EndEntityCert::try_from(leaf).map_err(|e| format!("certificate: {e}"))?;
         let algorithms = rustls::crypto::ring::default_provider()
@@ -388,6 +386,16 @@ impl Presented {
             serial,
         })
     }
+}
+
+/// Whether the certificate `der` is within its validity period at `at`.
+fn valid_at(der: &CertificateDer<'_>, at: UnixTime) -> bool {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der.as_ref()) else {
+        return false;
+    };
+    let now = i64::try_from(at.as_secs()).unwrap_or(i64::MAX);
+    let validity = cert.validity();
+    validity.not_before.timestamp() <= now && now <= validity.not_after.timestamp()
 }
 
 /// The certificates of a role's PEM, each usable as a trust anchor.

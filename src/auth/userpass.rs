@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 
 use super::{HashingGate, LoginFailures, check_entry_name, entry_id};
 use crate::api::{ApiError, Fields, Operation, Request, Response};
-use crate::barrier::{Barrier, Expect, MountId, RecordKind};
+use crate::barrier::{Barrier, Expect};
 use crate::token::{NewToken, TokenStore};
 
 /// The TTL of a login token when the user sets none.
@@ -160,25 +160,7 @@ impl UserpassEngine {
     }
 
     fn list(&self) -> Result<Response, ApiError> {
-        let mut names = Vec::new();
-        let mut after = None;
-        loop {
-            let page = self.barrier.list(
-                RecordKind::AuthEntry,
-                MountId::SYSTEM,
-                "userpass/",
-                after.as_ref(),
-                256,
-            )?;
-            let Some(last) = page.last().cloned() else {
-                break;
-            };
-            names.extend(
-                page.iter()
-                    .filter_map(|id| id.path.strip_prefix("userpass/").map(String::from)),
-            );
-            after = Some(last);
-        }
+        let names = super::entry_names(&self.barrier, "userpass")?;
         if names.is_empty() {
             return Err(ApiError::not_found());
         }

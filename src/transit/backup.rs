@@ -211,6 +211,7 @@ pub(super) fn decode(
         || min_decryption > latest
         || min_encryption > latest
         || min_available > min_decryption
+        || (min_encryption > 0 && min_encryption < min_decryption)
     {
         return Err(ApiError::bad_request(
             "the backup's key versions are inconsistent (latest, min_available, min_decryption and min_encryption versions)",
@@ -238,6 +239,13 @@ pub(super) fn decode(
 
     let archive = data.archived_keys.and_then(|a| a.keys).unwrap_or_default();
     let keys = input.keys.unwrap_or_default();
+    // Every version from the first available one is in the backup, so a backup can name no
+    // more versions than it holds entries.
+    if u64::from(latest - min_available.max(1) + 1) > (keys.len() + archive.len()) as u64 {
+        return Err(ApiError::bad_request(
+            "the backup names more key versions than it holds",
+        ));
+    }
     let mut versions = Vec::new();
     for version in min_available.max(1)..=latest {
         let from_archive = usize::try_from(version - min_available)
@@ -508,6 +516,11 @@ impl EntryIn<'_> {
     /// This version's material for a key of `key_type`, checked; the error says what is
     /// wrong without showing any of it.
     fn material(&self, key_type: KeyType) -> Result<KeyVersion, &'static str> {
+        // RFC 3339 ends with the year 9999.
+        const LAST_TIME: i64 = 253_402_300_799;
+        if self.creation_time > LAST_TIME {
+            return Err("creation_time is after the year 9999");
+        }
         let created = u64::try_from(self.creation_time).unwrap_or(0);
         let hmac_key = decode_bytes(self.hmac_key.as_deref()).ok_or("hmac_key is not base64")?;
         let (key, public_key) = match key_type {
@@ -748,6 +761,18 @@ mod tests {
             BASE64.encode(
                 r#"{"policy": {"name": "k", "type": 1, "latest_version": 1, "keys": {"1": {"ec_x": 1, "ec_y": 2, "ec_d": 3, "hmac_key": "AAAA"}}}}"#,
             ),
+            // Encrypting with versions it cannot decrypt.
+            BASE64.encode(format!(
+                r#"{{"policy": {{"name": "k", "type": 0, "latest_version": 2, "min_decryption_version": 2, "min_encryption_version": 1, "keys": {{"1": {{"key": "{secret}", "hmac_key": "{secret}"}}, "2": {{"key": "{secret}", "hmac_key": "{secret}"}}}}}}}}"#
+            )),
+            // A time no timestamp can show.
+            BASE64.encode(format!(
+                r#"{{"policy": {{"name": "k", "type": 0, "latest_version": 1, "keys": {{"1": {{"key": "{secret}", "hmac_key": "{secret}", "creation_time": 9223372036854775807}}}}}}}}"#
+            )),
+            // More versions than entries.
+            BASE64.encode(format!(
+                r#"{{"policy": {{"name": "k", "type": 0, "latest_version": 3, "keys": {{"1": {{"key": "{secret}", "hmac_key": "{secret}"}}}}}}}}"#
+            )),
         ];
         for case in cases {
             let error = decode(&case, None, SystemTime::now())

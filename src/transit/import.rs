@@ -24,11 +24,11 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use super::{
-    Kdf, KeyPolicy, KeyType, KeyVersion, TransitEngine, auto_rotate_period, check_name, conflict,
-    encode, keyed_fields, p256_public_pem, pkcs8, policy_id, version_id,
+    Kdf, KeyPolicy, KeyType, KeyVersion, TransitEngine, auto_rotate_period, check_name,
+    keyed_fields, p256_public_pem, pkcs8,
 };
 use crate::api::{ApiError, Fields, Request, Response};
-use crate::barrier::{Change, Expect, MountId, RecordId, RecordKind};
+use crate::barrier::{Expect, MountId, RecordId, RecordKind};
 
 /// The length of an RSA-4096 OAEP ciphertext, which leads the import ciphertext.
 const WRAPPED_AES_KEY_LEN: usize = 512;
@@ -112,22 +112,7 @@ impl TransitEngine {
             backup_info: None,
             restore_info: None,
         };
-        let (pid, vid) = (policy_id(mount, name)?, version_id(mount, name, 1)?);
-        let (policy_body, version_body) = (encode(&policy)?, Zeroizing::new(encode(&material)?));
-        self.barrier
-            .commit(&[
-                Change::Put {
-                    id: &pid,
-                    value: &policy_body,
-                    expect: Expect::Absent,
-                },
-                Change::Put {
-                    id: &vid,
-                    value: &version_body,
-                    expect: Expect::Absent,
-                },
-            ])
-            .map_err(conflict)?;
+        self.put_with_version(mount, &policy, Expect::Absent, 1, &material)?;
         Ok(Response::empty())
     }
 
@@ -163,22 +148,13 @@ impl TransitEngine {
             .checked_add(1)
             .ok_or_else(|| ApiError::bad_request("key versions exhausted"))?;
         policy.latest_version = version;
-        let (pid, vid) = (policy_id(mount, name)?, version_id(mount, name, version)?);
-        let (policy_body, version_body) = (encode(&policy)?, Zeroizing::new(encode(&material)?));
-        self.barrier
-            .commit(&[
-                Change::Put {
-                    id: &pid,
-                    value: &policy_body,
-                    expect: Expect::Generation(generation),
-                },
-                Change::Put {
-                    id: &vid,
-                    value: &version_body,
-                    expect: Expect::Absent,
-                },
-            ])
-            .map_err(conflict)?;
+        self.put_with_version(
+            mount,
+            &policy,
+            Expect::Generation(generation),
+            version,
+            &material,
+        )?;
         Ok(Response::empty())
     }
 

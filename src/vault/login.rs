@@ -15,36 +15,48 @@ const METHODS: [(&str, &str, &str); 3] = [
 ];
 
 impl Vault {
-    /// A login: no token, but audited like every request, and refused while the caller's
-    /// address is backing off after invalid tokens or passwords.
+    /// A login: answered with a new token, wrapped if the request asks.
     pub(super) fn handle_login(
         &self,
         route: &Route<'_>,
         request: &Request,
+    ) -> Result<Response, ApiError> {
+        let refused = |e: &ApiError| {
+            e.messages
+                .iter()
+                .any(|m| m == crate::auth::userpass::INVALID || m == crate::auth::cert::INVALID)
+        };
+        self.handle_tokenless(request, refused, |now| {
+            let result = match route {
+                Route::UserpassLogin(name) => self.userpass.login(name, request, &self.tokens, now),
+                Route::CertLogin => self.cert.login(request, &self.tokens, now),
+                _ => Err(ApiError::internal("route is not a login")),
+            };
+            self.wrap_if_asked(request, result, now)
+        })
+    }
+
+    /// Runs `act` for a request that carries no auth token (a login, or a route authorised
+    /// by a wrapping token): refused while the caller's address backs off, audited before
+    /// and after like every request, and an answer that `refused` recognises as a failed
+    /// authentication counts toward the back-off.
+    pub(super) fn handle_tokenless(
+        &self,
+        request: &Request,
+        refused: impl Fn(&ApiError) -> bool,
+        act: impl FnOnce(SystemTime) -> Result<Response, ApiError>,
     ) -> Result<Response, ApiError> {
         let address = request.remote.ip();
         if let Some(retry_after) = self.auth_failures.delay(address, Instant::now()) {
             return Err(ApiError::rate_limited(retry_after));
         }
         self.audit.log(self.request_entry(request, None, None)?)?;
-        let now = SystemTime::now();
-        let result = match route {
-            Route::UserpassLogin(name) => self.userpass.login(name, request, &self.tokens, now),
-            Route::CertLogin => self.cert.login(request, &self.tokens, now),
-            _ => Err(ApiError::internal("route is not a login")),
-        };
+        let result = act(SystemTime::now());
         match &result {
-            Err(e)
-                if e.messages.iter().any(|m| {
-                    m == crate::auth::userpass::INVALID || m == crate::auth::cert::INVALID
-                }) =>
-            {
-                self.auth_failures.failed(address, Instant::now());
-            }
+            Err(e) if refused(e) => self.auth_failures.failed(address, Instant::now()),
             Ok(_) => self.auth_failures.succeeded(address),
             Err(_) => {}
         }
-        let result = self.wrap_if_asked(request, result, now);
         self.audit
             .log(self.response_entry(request, None, &result)?)?;
         result

@@ -79,7 +79,10 @@ impl ReadLog {
 /// the same secret's rotation at once (the stored generation check would catch the race,
 /// but only after a command rotator had already issued a second credential).
 #[derive(Default)]
-pub(super) struct Running(std::sync::Mutex<std::collections::HashSet<String>>);
+pub(super) struct Running {
+    paths: std::sync::Mutex<std::collections::HashSet<String>>,
+    released: std::sync::Condvar,
+}
 
 /// A claim on one secret's rotation, released on drop.
 struct Claim<'a> {
@@ -88,9 +91,20 @@ struct Claim<'a> {
 }
 
 impl Running {
-    fn claim(&self, path: &str) -> Option<Claim<'_>> {
-        let mut set = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        set.insert(path.to_string()).then(|| Claim {
+    /// Claims `path`, waiting up to `patience` for another claim on it to end.
+    fn claim(&self, path: &str, patience: Duration) -> Option<Claim<'_>> {
+        let deadline = std::time::Instant::now() + patience;
+        let mut set = self.paths.lock().unwrap_or_else(|p| p.into_inner());
+        while set.contains(path) {
+            let left = deadline.checked_duration_since(std::time::Instant::now())?;
+            set = self
+                .released
+                .wait_timeout(set, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        set.insert(path.to_string());
+        Some(Claim {
             running: self,
             path: path.to_string(),
         })
@@ -99,8 +113,9 @@ impl Running {
 
 impl Drop for Claim<'_> {
     fn drop(&mut self) {
-        let mut set = self.running.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut set = self.running.paths.lock().unwrap_or_else(|p| p.into_inner());
         set.remove(&self.path);
+        self.running.released.notify_all();
     }
 }
 
@@ -514,7 +529,14 @@ impl Vault {
     /// already running for a scheduled call, answers an `ApiError` with status 204, which
     /// callers treat as "nothing to do"; a forced run while another runs answers 409.
     fn run_secret_job(&self, path: &str, now: SystemTime, forced: bool) -> Result<Run, ApiError> {
-        let Some(_claim) = self.running.claim(path) else {
+        // The schedule holds each secret's claim for a moment on every tick to see whether it
+        // is due; a forced run waits that out instead of answering 409.
+        let patience = if forced {
+            Duration::from_secs(2)
+        } else {
+            Duration::ZERO
+        };
+        let Some(_claim) = self.running.claim(path, patience) else {
             return Err(if forced {
                 ApiError {
                     status: 409,
@@ -1332,18 +1354,34 @@ pub(super) fn keyring_record() -> Result<RecordId, ApiError> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::Running;
 
     #[test]
     fn one_rotation_per_secret_at_a_time() {
         let running = Running::default();
-        let claim = running.claim("secret/a").expect("free");
-        assert!(running.claim("secret/a").is_none(), "already running");
+        let now = Duration::ZERO;
+        let claim = running.claim("secret/a", now).expect("free");
+        assert!(running.claim("secret/a", now).is_none(), "already running");
         assert!(
-            running.claim("secret/b").is_some(),
+            running.claim("secret/b", now).is_some(),
             "another secret is free"
         );
         drop(claim);
-        assert!(running.claim("secret/a").is_some(), "released on drop");
+        assert!(running.claim("secret/a", now).is_some(), "released on drop");
+    }
+
+    #[test]
+    fn a_patient_claim_waits_for_a_short_one_to_end() {
+        let running = std::sync::Arc::new(Running::default());
+        let claim = running.claim("secret/a", Duration::ZERO).expect("free");
+        let waiter = {
+            let running = std::sync::Arc::clone(&running);
+            std::thread::spawn(move || running.claim("secret/a", Duration::from_secs(10)).is_some())
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        drop(claim);
+        assert!(waiter.join().unwrap(), "the waiting claim was not granted");
     }
 }

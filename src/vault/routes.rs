@@ -177,7 +177,7 @@ impl<'a> Route<'a> {
                 } else if let Some(rest) = tail(trimmed, "auth/cert/") {
                     Route::Cert(rest)
                 } else if let Some(path) = tail(trimmed, "sys/auth/") {
-                    only(op, &[Read, Write, Delete], Route::AuthMethod(path))?
+                    only(op, &[Write, Delete], Route::AuthMethod(path))?
                 } else if path.starts_with("sys/") || path.starts_with("auth/") {
                     return Err(ApiError::unsupported_path(path));
                 } else {
@@ -225,7 +225,7 @@ impl<'a> Route<'a> {
             | Route::RotateConfig
             | Route::KeyStatus => true,
             Route::Mount(_) => op != Operation::Read,
-            Route::AuthMethod(_) => op != Operation::Read,
+            Route::AuthMethod(_) => true,
             Route::TokenCreate { orphan: true } => true,
             _ => false,
         }

@@ -1,7 +1,7 @@
 //! Response wrapping in the request pipeline: wrapping a response on the way out, and the
 //! routes that take a wrapping token instead of an auth token.
 
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use serde_json::Value;
 
@@ -44,28 +44,18 @@ impl Vault {
         route: &Route<'_>,
         request: &Request,
     ) -> Result<Response, ApiError> {
-        let address = request.remote.ip();
-        if let Some(retry_after) = self.auth_failures.delay(address, Instant::now()) {
-            return Err(ApiError::rate_limited(retry_after));
-        }
-        self.audit.log(self.request_entry(request, None, None)?)?;
-        let result = self.act_on_wrapping_token(route, request);
-        match &result {
-            Err(e) if e.status == 400 => self.auth_failures.failed(address, Instant::now()),
-            Ok(_) => self.auth_failures.succeeded(address),
-            Err(_) => {}
-        }
-        self.audit
-            .log(self.response_entry(request, None, &result)?)?;
-        result
+        let refused = |e: &ApiError| e.messages.iter().any(|m| m == crate::wrapping::NOT_VALID);
+        self.handle_tokenless(request, refused, |now| {
+            self.act_on_wrapping_token(route, request, now)
+        })
     }
 
     fn act_on_wrapping_token(
         &self,
         route: &Route<'_>,
         request: &Request,
+        now: SystemTime,
     ) -> Result<Response, ApiError> {
-        let now = SystemTime::now();
         let in_body = match request.data.get("token") {
             Some(Value::String(token)) if !token.is_empty() => Some(token.as_str()),
             None | Some(Value::Null) => None,

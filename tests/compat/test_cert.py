@@ -184,3 +184,32 @@ def test_tokens_still_work_on_a_connection_with_a_certificate(dev_vault: Running
         timeout=30,
     )
     assert response.status_code == 200, response.text
+
+
+def test_a_role_ca_outside_its_validity_vouches_for_no_one(dev_vault: RunningVault, tmp_path: Path):
+    root = dev_vault.client()
+    key = ec.generate_private_key(ec.SECP256R1())
+
+    def ca(not_before, not_after) -> Issuer:
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name("dated CA"))
+            .issuer_name(name("dated CA"))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(not_before)
+            .not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256())
+        )
+        return Issuer(key, cert)
+
+    expired = ca(NOW - 48 * HOUR, NOW - 24 * HOUR)
+    with pytest.raises(hvac.exceptions.InvalidRequest, match="expired"):
+        root.auth.cert.create_ca_certificate_role(name="old", certificate=expired.pem)
+    # A CA that is not valid yet may be stored ahead of time, but logs no one in until then.
+    future = ca(NOW + 24 * HOUR, NOW + 48 * HOUR)
+    root.auth.cert.create_ca_certificate_role(name="future", certificate=future.pem)
+    leaf = make_leaf(tmp_path, future)
+    with pytest.raises(hvac.exceptions.InvalidRequest, match=INVALID):
+        login(dev_vault, leaf)

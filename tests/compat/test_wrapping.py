@@ -135,3 +135,13 @@ def test_the_bao_cli_wraps_and_unwraps(dev_vault: RunningVault, unique: str):
     again = dev_vault.bao("unwrap", token)
     assert again.returncode != 0
     assert NOT_VALID in again.stderr
+
+
+def test_a_bad_wrap_ttl_stops_the_request_before_it_runs(dev_vault: RunningVault, unique: str):
+    client = dev_vault.client()
+    for ttl in ["0", "500ms", "1000h"]:
+        with pytest.raises(hvac.exceptions.InvalidRequest, match="between 1s and 768h"):
+            client.adapter.post(f"/v1/secret/data/{unique}", json={"data": {"k": "v"}}, wrap_ttl=ttl)
+    # Nothing was written.
+    with pytest.raises(hvac.exceptions.InvalidPath):
+        client.secrets.kv.v2.read_secret_version(path=unique)

@@ -309,3 +309,35 @@ fn an_imported_key_at_its_limit_refuses_until_a_new_version_is_imported() {
         assert_eq!(reply.body["data"]["plaintext"], BASE64.encode(b"x"));
     }
 }
+
+#[test]
+fn a_restored_key_with_a_huge_version_number_is_handled_in_proportion() {
+    let vault = TestVault::dev();
+    // One entry, numbered near the top of the range: nothing may walk the versions below.
+    let key = BASE64.encode([7u8; 32]);
+    let backup = json!({"policy": {
+        "name": "far", "type": 0, "exportable": true, "allow_plaintext_backup": true,
+        "latest_version": 4_000_000_000u32, "min_available_version": 4_000_000_000u32,
+        "min_decryption_version": 4_000_000_000u32, "min_encryption_version": 4_000_000_000u32,
+        "keys": {"4000000000": {"key": key, "hmac_key": key, "creation_time": 1}},
+    }});
+    let text = BASE64.encode(serde_json::to_vec(&backup).unwrap());
+    for force in [false, true] {
+        let reply = vault.root(
+            "POST",
+            "transit/restore",
+            Some(json!({"backup": text, "force": force})),
+        );
+        assert_eq!(reply.status, 204, "{}", reply.body);
+    }
+    let ciphertext = encrypt(&vault, "far", json!({"plaintext": BASE64.encode(b"x")}));
+    assert!(ciphertext.starts_with("vault:v4000000000:"), "{ciphertext}");
+    let backup = vault.root("GET", "transit/backup/far", None);
+    assert!(backup.body["data"]["backup"].is_string(), "{}", backup.body);
+    vault.root(
+        "POST",
+        "transit/keys/far/config",
+        Some(json!({"deletion_allowed": true})),
+    );
+    assert_eq!(vault.root("DELETE", "transit/keys/far", None).status, 204);
+}
