@@ -6,7 +6,9 @@
 //! server with the same client (OpenBao, say), set `BENCH_ADDR`, `BENCH_CACERT`,
 //! `BENCH_TOKEN` and, for memory figures, `BENCH_PID`; the target must have a KV v2 mount at
 //! `secret/` and a transit mount at `transit/`. `BENCH_SECONDS` sets the length of each run
-//! (default 5); `BENCH_ONLY=kv` or `BENCH_ONLY=transit` runs one group.
+//! (default 5); `BENCH_ONLY=kv`, `BENCH_ONLY=transit` or `BENCH_ONLY=auth` (userpass
+//! logins, wrapped reads with their unwrap) runs one group. The target needs `userpass`
+//! enabled at `auth/userpass/`.
 //!
 //! Run with `cargo bench --bench http`; `scripts/bench-openbao` runs it against OpenBao.
 
@@ -190,7 +192,12 @@ enum Kind {
     Encrypt,
     Decrypt,
     EncryptBatch,
+    Login,
+    WrapUnwrap,
 }
+
+/// The password of the user the login rows log in as.
+const PASSWORD: &str = "Tangerine-Kettle-47-Orbit";
 
 async fn run(target: &Target, length: Duration) {
     println!("target {} — RSS idle: {}", target.addr, rss_kib(target.pid));
@@ -237,16 +244,31 @@ async fn run(target: &Target, length: Duration) {
     let ciphertext = sample["data"]["ciphertext"].as_str().unwrap().to_string();
     let batch: Vec<serde_json::Value> = (0..100).map(|_| json!({"plaintext": PLAINTEXT})).collect();
     let batch = json!({"batch_input": batch});
+    let user = setup
+        .post(format!("{}/v1/auth/userpass/users/bench", target.addr))
+        .header("X-Vault-Token", &target.token)
+        .json(&json!({"password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        user.status().is_success(),
+        "userpass user creation failed (is userpass enabled?): {}",
+        user.status()
+    );
 
     let kinds: &[Kind] = match std::env::var("BENCH_ONLY").as_deref() {
         Ok("transit") => &[Kind::Encrypt, Kind::Decrypt, Kind::EncryptBatch],
         Ok("kv") => &[Kind::Read, Kind::Write],
+        Ok("auth") => &[Kind::Login, Kind::WrapUnwrap],
         _ => &[
             Kind::Read,
             Kind::Write,
             Kind::Encrypt,
             Kind::Decrypt,
             Kind::EncryptBatch,
+            Kind::Login,
+            Kind::WrapUnwrap,
         ],
     };
     for &kind in kinds {
@@ -274,6 +296,24 @@ async fn run(target: &Target, length: Duration) {
                             Kind::Encrypt => client.post(format!("{addr}/v1/transit/encrypt/bench")).json(&json!({"plaintext": PLAINTEXT})),
                             Kind::Decrypt => client.post(format!("{addr}/v1/transit/decrypt/bench")).json(&json!({"ciphertext": ciphertext})),
                             Kind::EncryptBatch => client.post(format!("{addr}/v1/transit/encrypt/bench")).json(&batch),
+                            Kind::Login => client.post(format!("{addr}/v1/auth/userpass/login/bench")).json(&json!({"password": PASSWORD})),
+                            Kind::WrapUnwrap => {
+                                // A wrapped read, then its unwrap: one row is both requests.
+                                let wrapped = client
+                                    .get(format!("{addr}/v1/secret/data/bench/read"))
+                                    .header("X-Vault-Token", &token)
+                                    .header("X-Vault-Wrap-TTL", "60s")
+                                    .send()
+                                    .await;
+                                let Ok(wrapped) = wrapped else {
+                                    errors += 1;
+                                    i += 1;
+                                    continue;
+                                };
+                                let info: serde_json::Value = wrapped.json().await.unwrap_or_default();
+                                let wrapping = info["wrap_info"]["token"].as_str().unwrap_or_default().to_string();
+                                client.post(format!("{addr}/v1/sys/wrapping/unwrap")).json(&json!({"token": wrapping}))
+                            }
                         };
                         match request.header("X-Vault-Token", &token).send().await {
                             Ok(response) if response.status().is_success() => {
@@ -307,6 +347,8 @@ async fn run(target: &Target, length: Duration) {
                 Kind::Encrypt => "transit encrypt",
                 Kind::Decrypt => "transit decrypt",
                 Kind::EncryptBatch => "transit encrypt x100",
+                Kind::Login => "userpass login",
+                Kind::WrapUnwrap => "KV read wrapped+unwrap",
             };
             println!(
                 "{:<22} {:>5} {:>10.0} {:>9.2} {:>9.2} {:>9} {:>12}",
