@@ -173,6 +173,30 @@ struct KeyPolicy {
     restore_info: Option<backup::Stamp>,
 }
 
+impl KeyPolicy {
+    /// A new key's policy: version 1, nothing trimmed, every option off.
+    fn new(name: &str, key_type: KeyType) -> KeyPolicy {
+        KeyPolicy {
+            name: name.to_string(),
+            key_type,
+            latest_version: 1,
+            min_available_version: 0,
+            min_decryption_version: 1,
+            min_encryption_version: 0,
+            deletion_allowed: false,
+            exportable: false,
+            allow_plaintext_backup: false,
+            auto_rotate_period: 0,
+            derived: false,
+            kdf: Kdf::default(),
+            imported: false,
+            allow_rotation: false,
+            backup_info: None,
+            restore_info: None,
+        }
+    }
+}
+
 /// The key derivation of a derived key. Keys created in vaultd use HKDF, as Vault's do;
 /// imported keys use the counter-mode KDF, as Vault's imported keys do.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -644,23 +668,12 @@ impl TransitEngine {
             ));
         }
         let policy = KeyPolicy {
-            name: name.to_string(),
-            key_type,
-            latest_version: 1,
-            min_available_version: 0,
-            min_decryption_version: 1,
-            min_encryption_version: 0,
-            deletion_allowed: false,
             exportable: fields.bool("exportable")?.unwrap_or(false),
             allow_plaintext_backup: fields.bool("allow_plaintext_backup")?.unwrap_or(false),
             auto_rotate_period: auto_rotate_period(fields.duration("auto_rotate_period")?)?
                 .unwrap_or(0),
             derived,
-            kdf: Kdf::default(),
-            imported: false,
-            allow_rotation: false,
-            backup_info: None,
-            restore_info: None,
+            ..KeyPolicy::new(name, key_type)
         };
         for ignored in ["key_size", "managed_key_name", "managed_key_id"] {
             let _ = fields.value(ignored);
@@ -791,18 +804,30 @@ impl TransitEngine {
         }
         // As in Vault, a rotated key is no longer an imported one.
         policy.imported = false;
+        let material = KeyVersion::generate(policy.key_type, now)?;
+        self.add_version(mount, policy, generation, &material)
+    }
+
+    /// Makes `material` the key's next version and the latest, if the policy is still at
+    /// `generation`; answers the new version.
+    fn add_version(
+        &self,
+        mount: MountId,
+        mut policy: KeyPolicy,
+        generation: u64,
+        material: &KeyVersion,
+    ) -> Result<u32, ApiError> {
         let version = policy
             .latest_version
             .checked_add(1)
             .ok_or_else(|| ApiError::bad_request("key versions exhausted"))?;
-        let material = KeyVersion::generate(policy.key_type, now)?;
         policy.latest_version = version;
         self.put_with_version(
             mount,
             &policy,
             Expect::Generation(generation),
             version,
-            &material,
+            material,
         )?;
         Ok(version)
     }

@@ -91,13 +91,6 @@ impl TransitEngine {
         let material = imported_material(key_type, &raw, now)?;
 
         let policy = KeyPolicy {
-            name: name.to_string(),
-            key_type,
-            latest_version: 1,
-            min_available_version: 0,
-            min_decryption_version: 1,
-            min_encryption_version: 0,
-            deletion_allowed: false,
             exportable,
             allow_plaintext_backup,
             auto_rotate_period: period,
@@ -109,8 +102,7 @@ impl TransitEngine {
             },
             imported: true,
             allow_rotation,
-            backup_info: None,
-            restore_info: None,
+            ..KeyPolicy::new(name, key_type)
         };
         self.put_with_version(mount, &policy, Expect::Absent, 1, &material)?;
         Ok(Response::empty())
@@ -125,7 +117,7 @@ impl TransitEngine {
         request: &Request,
         now: SystemTime,
     ) -> Result<Response, ApiError> {
-        let Some((mut policy, generation)) = self.policy(mount, name)? else {
+        let Some((policy, generation)) = self.policy(mount, name)? else {
             return Err(ApiError::vault_internal(format!(
                 "no key found with name {name}; to import a new key, use the import/ endpoint"
             )));
@@ -143,18 +135,7 @@ impl TransitEngine {
         }
         let raw = self.unwrap_field(mount, &mut fields)?;
         let material = imported_material(policy.key_type, &raw, now)?;
-        let version = policy
-            .latest_version
-            .checked_add(1)
-            .ok_or_else(|| ApiError::bad_request("key versions exhausted"))?;
-        policy.latest_version = version;
-        self.put_with_version(
-            mount,
-            &policy,
-            Expect::Generation(generation),
-            version,
-            &material,
-        )?;
+        self.add_version(mount, policy, generation, &material)?;
         Ok(Response::empty())
     }
 
