@@ -345,25 +345,43 @@ def free_port() -> int:
 def openbao(tmp_path_factory):
     """A real OpenBao server (`bao server -dev`: in memory, loopback only) with transit
     mounted at `transit/`, as the peer that keys and ciphertexts move to and from."""
-    base = tmp_path_factory.mktemp("openbao")
+    yield from run_openbao(tmp_path_factory.mktemp("openbao"), tls=False)
+
+
+@pytest.fixture(scope="session")
+def openbao_tls(tmp_path_factory):
+    """A real OpenBao dev server over TLS (its own CA, at `.adapter._kwargs["verify"]`),
+    which asks clients for certificates as vaultd does, with `auth/cert` enabled."""
+    for client in run_openbao(tmp_path_factory.mktemp("openbao-tls"), tls=True):
+        client.sys.enable_auth_method("cert")
+        yield client
+
+
+def run_openbao(base: Path, tls: bool):
+    """Runs `bao server -dev` in `base` until the generator is closed; yields a root client."""
     token = "root-" + uuid.uuid4().hex
     port = free_port()
     log = open(base / "openbao.log", "ab")
+    args = [
+        str(BAO),
+        "server",
+        "-dev",
+        f"-dev-root-token-id={token}",
+        f"-dev-listen-address=127.0.0.1:{port}",
+    ]
+    if tls:
+        args += ["-dev-tls", f"-dev-tls-cert-dir={base}"]
     process = subprocess.Popen(
-        [
-            str(BAO),
-            "server",
-            "-dev",
-            f"-dev-root-token-id={token}",
-            f"-dev-listen-address=127.0.0.1:{port}",
-        ],
+        args,
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=log,
         env={**clean_env(), "HOME": str(base)},
         cwd=base,
     )
-    client = hvac.Client(url=f"http://127.0.0.1:{port}", token=token, timeout=30)
+    scheme = "https" if tls else "http"
+    verify = str(base / "vault-ca.pem") if tls else True
+    client = hvac.Client(url=f"{scheme}://127.0.0.1:{port}", token=token, verify=verify, timeout=30)
     deadline = time.monotonic() + START_TIMEOUT
     while True:
         if process.poll() is not None:
@@ -371,7 +389,8 @@ def openbao(tmp_path_factory):
         try:
             if client.sys.is_initialized() and not client.sys.is_sealed():
                 break
-        except requests.RequestException:
+        except (requests.RequestException, OSError):
+            # Also while the TLS CA file is not written yet.
             pass
         if time.monotonic() > deadline:
             process.kill()
