@@ -1340,7 +1340,8 @@ impl TransitEngine {
             .map(|v| version_id(mount, &name, v))
             .chain(
                 old_versions
-                    .chain(kept.clone())
+                    .clone()
+                    .chain(kept.clone().filter(|v| !old_versions.contains(v)))
                     .map(|v| counter::uses_id(mount, &name, v)),
             )
             .collect::<Result<Vec<_>, _>>()?;

@@ -536,6 +536,7 @@ impl Vault {
         } else {
             Duration::ZERO
         };
+        let waiting = std::time::Instant::now();
         let Some(_claim) = self.running.claim(path, patience) else {
             return Err(if forced {
                 ApiError {
@@ -549,7 +550,8 @@ impl Vault {
                 }
             });
         };
-        self.run_claimed_job(path, now, forced)
+        // The run happens when the wait ends, not when it was asked for.
+        self.run_claimed_job(path, now + waiting.elapsed(), forced)
     }
 
     fn run_claimed_job(&self, path: &str, now: SystemTime, forced: bool) -> Result<Run, ApiError> {
