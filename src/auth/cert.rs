@@ -460,6 +460,25 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Role certificates, presented certificates and name patterns from a client are
+        /// taken or refused; none makes the daemon panic.
+        #[test]
+        fn client_input_never_panics(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+            pattern in "[a-z*.]{0,12}",
+            name in "[a-z.]{0,12}",
+        ) {
+            let text = String::from_utf8_lossy(&bytes);
+            let _ = anchors_of(&text);
+            let _ = anchors_of(&format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &bytes)));
+            let der = CertificateDer::from(bytes.clone());
+            let _ = Presented::parse(&der);
+            let _ = valid_at(&der, UnixTime::now());
+            let _ = glob(&pattern, &name);
+        }
+    }
+
     #[test]
     fn role_certificates_must_be_pem_certificates() {
         assert!(anchors_of("").is_err());

@@ -666,6 +666,37 @@ mod tests {
             let text = bytes_to_decimal(&bytes);
             prop_assert_eq!(&**decimal_to_bytes(&text, 32).unwrap(), &bytes[..]);
         }
+
+        /// Whatever a client sends as a backup, decoding answers; it never panics.
+        #[test]
+        fn any_bytes_decode_without_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode(&BASE64.encode(&bytes), None, SystemTime::now());
+            let _ = decode(&String::from_utf8_lossy(&bytes), Some("k"), SystemTime::now());
+        }
+
+        /// A real backup with bytes changed anywhere decodes or is refused with 400.
+        #[test]
+        fn altered_backups_are_refused_or_decoded(
+            key_type in prop_oneof![
+                Just(KeyType::Aes256Gcm96),
+                Just(KeyType::Ed25519),
+                Just(KeyType::EcdsaP256),
+                Just(KeyType::Hmac),
+            ],
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+        ) {
+            let policy = KeyPolicy { exportable: true, allow_plaintext_backup: true, ..KeyPolicy::new("k", key_type) };
+            let versions = vec![(1, KeyVersion::generate(key_type, SystemTime::now()).unwrap())];
+            let text = encode(&policy, &versions).unwrap();
+            let mut json = BASE64.decode(text.as_bytes()).unwrap();
+            for (at, byte) in flips {
+                let i = at.index(json.len());
+                json[i] = byte;
+            }
+            if let Err(e) = decode(&BASE64.encode(&json), None, SystemTime::now()) {
+                prop_assert_eq!(e.status, 400, "{}", e);
+            }
+        }
     }
 
     fn round_trip(key_type: KeyType) -> (KeyPolicy, Vec<(u32, KeyVersion)>) {

@@ -337,6 +337,21 @@ mod tests {
         assert!(imported_material(KeyType::EcdsaP256, ed.as_ref(), now).is_err());
     }
 
+    proptest::proptest! {
+        /// Whatever bytes an unwrap yields, making a key version of them answers; it never
+        /// panics.
+        #[test]
+        fn any_imported_bytes_are_taken_or_refused(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..700),
+        ) {
+            for key_type in [KeyType::Aes256Gcm96, KeyType::Hmac, KeyType::Ed25519, KeyType::EcdsaP256] {
+                if let Err(e) = imported_material(key_type, &bytes, SystemTime::now()) {
+                    proptest::prop_assert_eq!(e.status, 400);
+                }
+            }
+        }
+    }
+
     #[test]
     fn every_hash_vault_names_is_known() {
         for name in ["SHA1", "sha256", "SHA384", "SHA512"] {
