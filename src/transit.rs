@@ -362,10 +362,7 @@ fn pem(label: &str, der: &[u8]) -> Zeroizing<String> {
 fn exported_signing_key(key_type: KeyType, pkcs8: &[u8]) -> Result<Zeroizing<String>, ApiError> {
     match key_type {
         KeyType::Ed25519 => {
-            let parts = signing_parts(key_type, pkcs8)?;
-            let mut raw = Zeroizing::new(Vec::with_capacity(64));
-            raw.extend_from_slice(&parts.private);
-            raw.extend_from_slice(&parts.public);
+            let raw = signing_parts(key_type, pkcs8)?.joined();
             Ok(Zeroizing::new(BASE64.encode(&*raw)))
         }
         KeyType::EcdsaP256 => {
@@ -783,13 +780,7 @@ impl TransitEngine {
             policy.auto_rotate_period = period;
         }
         let warnings = fields.unknown();
-        self.barrier
-            .put(
-                &policy_id(mount, name)?,
-                &encode(&policy)?,
-                Expect::Generation(generation),
-            )
-            .map_err(conflict)?;
+        self.put_policy(mount, &policy, generation)?;
         self.read_key(mount, name)
             .map(|r| r.with_warnings(warnings))
     }
@@ -830,6 +821,23 @@ impl TransitEngine {
             material,
         )?;
         Ok(version)
+    }
+
+    /// Writes `policy` over the record it was read from at `generation`.
+    fn put_policy(
+        &self,
+        mount: MountId,
+        policy: &KeyPolicy,
+        generation: u64,
+    ) -> Result<(), ApiError> {
+        self.barrier
+            .put(
+                &policy_id(mount, &policy.name)?,
+                &encode(policy)?,
+                Expect::Generation(generation),
+            )
+            .map_err(conflict)?;
+        Ok(())
     }
 
     /// Writes `policy` (if `expect` holds) and its new key version `version` in one commit.
@@ -1268,13 +1276,7 @@ impl TransitEngine {
             .collect::<Result<Vec<_>, ApiError>>()?;
         policy.backup_info = Some(backup::Stamp::new(now, policy.latest_version));
         let text = backup::encode(&policy, &versions)?;
-        self.barrier
-            .put(
-                &policy_id(mount, name)?,
-                &encode(&policy)?,
-                Expect::Generation(generation),
-            )
-            .map_err(conflict)?;
+        self.put_policy(mount, &policy, generation)?;
         Ok(Response::data(json!({"backup": &*text})))
     }
 

@@ -358,20 +358,11 @@ struct EntryOut {
 
 impl EntryOut {
     fn new(key_type: KeyType, material: &KeyVersion) -> Result<EntryOut, ApiError> {
-        let hmac_key = Zeroizing::new(material.hmac_key.clone());
         let mut entry = EntryOut {
-            key: None,
-            hmac_key: Some(hmac_key),
+            hmac_key: Some(Zeroizing::new(material.hmac_key.clone())),
             time: crate::duration::timestamp(UNIX_EPOCH + Duration::from_secs(material.created)),
-            ec_x: None,
-            ec_y: None,
-            ec_d: None,
-            rsa_key: None,
-            rsa_public_key: None,
-            public_key: String::new(),
-            convergent_version: 0,
             creation_time: material.created,
-            certificate_chain: None,
+            ..EntryOut::blank()
         };
         match key_type {
             KeyType::Aes256Gcm96 | KeyType::ChaCha20Poly1305 | KeyType::XChaCha20Poly1305 => {
@@ -384,10 +375,7 @@ impl EntryOut {
             }
             KeyType::Ed25519 => {
                 let parts = signing_parts(key_type, &material.key_bytes()?)?;
-                let mut raw = Zeroizing::new(Vec::with_capacity(64));
-                raw.extend_from_slice(&parts.private);
-                raw.extend_from_slice(&parts.public);
-                entry.key = Some(Zeroizing::new(BASE64.encode(&*raw)));
+                entry.key = Some(Zeroizing::new(BASE64.encode(&*parts.joined())));
                 entry.public_key = BASE64.encode(&parts.public);
             }
             KeyType::EcdsaP256 => {

@@ -32,6 +32,16 @@ pub(super) struct Parts {
     pub(super) public: Vec<u8>,
 }
 
+impl Parts {
+    /// `private ‖ public`: for Ed25519 the 64-byte form Go and Vault call the private key.
+    pub(super) fn joined(&self) -> Zeroizing<Vec<u8>> {
+        let mut raw = Zeroizing::new(Vec::with_capacity(self.private.len() + self.public.len()));
+        raw.extend_from_slice(&self.private);
+        raw.extend_from_slice(&self.public);
+        raw
+    }
+}
+
 /// The parts of an Ed25519 document, or `None` if it is not ring's layout.
 pub(super) fn ed25519_parts(document: &[u8]) -> Option<Parts> {
     split(document, &ED25519_PREFIX, &ED25519_PUBLIC, 32)
